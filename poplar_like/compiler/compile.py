@@ -1,0 +1,276 @@
+"""``compile_graph``: graph + programs -> :class:`Executable`.
+
+Passes, in order: lower programs to bytecode; check mappings; per compute set build batches,
+check data races and plan exchange slots; plan copies; liveness; memory layout; resolve every
+field, slot, state value and copy to word indices; estimate cycles; check capacity.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..errors import OutOfMemoryError, ProgramError
+from ..graph import CONSTANT, Graph, Program
+from .checks import check_variables_mapped
+from .costs import (ExchangeStats, compute_cycles_by_tile, exchange_stats, host_cycles,
+                    local_copy_cycles_by_tile)
+from .executable import BatchPlan, ComputeStep, CopyStep, Executable, Moves, Predicate, PrintStep
+from .layout import plan_layout
+from .liveness import StepAccess, analyse, bitset
+from .lowering import BRANCH, COPY, EXECUTE, PRINT, STREAM_IN, STREAM_OUT, UNDEF, lower
+from .plan import access_of, full_variables, plan_compute, plan_copy
+
+AUTO_PROGRESS_VERTICES = 100_000
+
+
+class Progress:
+    """Stage messages on stderr for long compilations (``[compile 3.2s] planning ...``)."""
+
+    def __init__(self, enabled: bool | Callable[[str], None]) -> None:
+        self.start = time.perf_counter()
+        self.sink: Callable[[str], None] | None
+        if callable(enabled):
+            self.sink = enabled
+        elif enabled:
+            self.sink = lambda line: print(line, file=sys.stderr, flush=True)
+        else:
+            self.sink = None
+
+    def __call__(self, message: str) -> None:
+        if self.sink is not None:
+            self.sink(f"[compile {time.perf_counter() - self.start:6.1f}s] {message}")
+
+
+def _moves(src_addr: np.ndarray, dst_addr: np.ndarray, itemsize: np.ndarray, idx: type) -> Moves:
+    moves = Moves()
+    for s in np.unique(itemsize).tolist():
+        sel = itemsize == s
+        moves.src[int(s)] = (src_addr[sel] // s).astype(idx)
+        moves.dst[int(s)] = (dst_addr[sel] // s).astype(idx)
+    return moves
+
+
+def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_of_memory: bool = False,
+                  checks: bool = True, progress: bool | Callable[[str], None] | None = None) -> Executable:
+    """Compile a graph and its programs (Poplar's ``compileGraph``).
+
+    ``allow_out_of_memory`` completes compilation of a graph that does not fit (the profile marks
+    the tiles over capacity and running refuses).  ``checks`` runs the data-race checker between
+    passes (on by default; it is vectorised but costs time on huge graphs).  ``progress`` prints
+    stage messages (default: on for graphs of 100,000 vertices or more).
+    """
+    if isinstance(programs, Program):
+        programs = [programs]
+    programs = list(programs)
+    if not programs:
+        raise ProgramError("compile_graph needs at least one program")
+    if progress is None:
+        progress = graph.num_vertices() >= AUTO_PROGRESS_VERTICES
+    say = Progress(progress)
+    target = graph.target
+    T = target.num_tiles
+    say(f"lowering {len(programs)} program(s)")
+    lowered = lower(graph, programs)
+    check_variables_mapped(graph)
+    elem_tile = graph.element_tiles
+    sizes = np.array([v.size for v in graph.variables], dtype=np.int64)
+    num_vars = len(graph.variables)
+    itemsize_of_var = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
+
+    computes = []
+    for i, cs in enumerate(lowered.compute_sets):
+        say(f"planning compute set {i + 1}/{len(lowered.compute_sets)} {cs.name!r} ({cs.num_vertices:,} vertices)")
+        computes.append(plan_compute(graph, cs, elem_tile, checks))
+    copies = [plan_copy(graph, c, i) for i, c in enumerate(lowered.copies)]
+
+    say("liveness analysis")
+    access: list[StepAccess] = []
+    for op, a, _ in lowered.code:
+        if op == EXECUTE:
+            access.append(access_of(graph, computes[a].read_ids, computes[a].written_ids, sizes))
+        elif op in (COPY, STREAM_IN, STREAM_OUT):
+            access.append(access_of(graph, copies[a].src, copies[a].dst, sizes))
+        elif op == PRINT:
+            access.append(access_of(graph, lowered.prints[a].tensor.flat_ids(), None, sizes))
+        elif op == UNDEF:
+            ids = lowered.undefs[a].tensor.flat_ids()
+            access.append(StepAccess(undefs=bitset(full_variables(graph, ids, sizes), num_vars)))
+        elif op == BRANCH:
+            access.append(access_of(graph, lowered.predicates[a].flat_ids(), None, sizes))
+        else:
+            access.append(StepAccess())
+    constants = [i for i, v in enumerate(graph.variables) if v.kind == CONSTANT]
+    liveness = analyse(lowered, access, num_vars, bitset(np.array(constants, dtype=np.int64), num_vars))
+
+    say("laying out tile memory")
+    execute_pcs = [[pc for pc, (op, a, _) in enumerate(lowered.code) if op == EXECUTE and a == c]
+                   for c in range(len(computes))]
+    layout = plan_layout(target, graph, liveness, computes, copies, lowered.code, execute_pcs)
+    elem_addr = layout.in_tile_address + layout.tile_offsets[elem_tile]
+    idx = np.int32 if layout.tile_offsets[-1] < 2 ** 31 else np.int64
+
+    say("resolving addresses and estimating cycles")
+    compute_steps = []
+    for c, draft in enumerate(computes):
+        batches = []
+        for b, batch in enumerate(draft.batches):
+            fields = {}
+            for name, ids in batch.edges.items():
+                size = batch.codelet.fields[name].type.dtype.itemsize
+                slots = draft.field_slots[b][name]
+                addr = elem_addr[ids]
+                if draft.slot_elem.size:
+                    addr = np.where(slots >= 0, layout.slot_address[c][np.maximum(slots, 0)], addr)
+                fields[name] = (addr // size).astype(idx)
+            state = {name: (layout.state_address[c][b][name] // batch.codelet.fields[name].type.dtype.itemsize)
+                     .astype(idx) for name in batch.state}
+            batches.append(BatchPlan(batch.codelet.path(), batch.tiles, fields, state, batch.cycles,
+                                     bool(batch.codelet.multi_worker)))
+        slot_size = itemsize_of_var[graph.variable_of(draft.slot_elem)] if draft.slot_elem.size \
+            else np.zeros(0, dtype=np.int64)
+        home = elem_tile[draft.slot_elem].astype(np.int64)
+        rd, wr = draft.slot_read, draft.slot_write
+        pre = _moves(elem_addr[draft.slot_elem[rd]], layout.slot_address[c][rd], slot_size[rd], idx)
+        post = _moves(layout.slot_address[c][wr], elem_addr[draft.slot_elem[wr]], slot_size[wr], idx)
+        pre_x = exchange_stats(target, home[rd], draft.slot_tile[rd].astype(np.int64), slot_size[rd])
+        post_x = exchange_stats(target, draft.slot_tile[wr].astype(np.int64), home[wr], slot_size[wr])
+        all_tiles = np.concatenate([b.tiles for b in draft.batches]) if draft.batches else np.zeros(0, np.int32)
+        all_cycles = np.concatenate([b.cycles for b in draft.batches]) if draft.batches else np.zeros(0, np.int64)
+        multi = np.concatenate([np.full(b.n, bool(b.codelet.multi_worker)) for b in draft.batches]) \
+            if draft.batches else np.zeros(0, dtype=bool)
+        tile_cycles = compute_cycles_by_tile(target, all_tiles, all_cycles, multi)
+        compute_steps.append(ComputeStep(
+            draft.name, batches, pre, post, tile_cycles, pre_x.sent, pre_x.received, post_x.sent,
+            post_x.received, pre_x.total_bytes + post_x.total_bytes, pre_x.inter_ipu_bytes + post_x.inter_ipu_bytes,
+            int(tile_cycles.max(initial=0)), pre_x.cycles + post_x.cycles, 2 * target.global_sync_cycles))
+
+    copy_steps = []
+    for draft, copy in zip(copies, lowered.copies, strict=True):
+        empty = np.zeros(0, dtype=idx)
+        if draft.kind == "copy":
+            s_tile, d_tile = elem_tile[draft.src].astype(np.int64), elem_tile[draft.dst].astype(np.int64)
+            size = itemsize_of_var[graph.variable_of(draft.src)] if draft.src.size else np.zeros(0, np.int64)
+            remote = s_tile != d_tile
+            x = exchange_stats(target, s_tile[remote], d_tile[remote], size[remote])
+            local = local_copy_cycles_by_tile(target, d_tile[~remote], size[~remote])
+            moves = _moves(elem_addr[draft.src], elem_addr[draft.dst], size, idx)
+            copy_steps.append(CopyStep(draft.name, "copy", moves, empty, str(copy.source.dtype), "", x.sent,
+                                       x.received, x.total_bytes, x.inter_ipu_bytes, 0, int(local.max(initial=0)),
+                                       x.cycles, target.global_sync_cycles, 0))
+        else:
+            tensor = copy.destination if draft.kind == "stream_in" else copy.source
+            ids = draft.dst if draft.kind == "stream_in" else draft.src
+            nbytes = int(ids.size * tensor.dtype.itemsize)
+            z = ExchangeStats.empty(T)
+            copy_steps.append(CopyStep(draft.name, draft.kind, Moves(), (elem_addr[ids] // tensor.dtype.itemsize)
+                                       .astype(idx), str(tensor.dtype), draft.stream, z.sent, z.received, 0, 0,
+                                       nbytes, 0, 0, target.global_sync_cycles, host_cycles(target, nbytes)))
+    prints = []
+    for p in lowered.prints:
+        t = p.tensor
+        nbytes = t.numel * t.dtype.itemsize
+        prints.append(PrintStep(p.title, str(t.dtype), list(t.shape),
+                                (elem_addr[t.flat_ids()] // t.dtype.itemsize).astype(idx),
+                                host_cycles(target, nbytes), target.global_sync_cycles))
+    predicates = [Predicate(t.name, str(t.dtype), int(elem_addr[t.flat_ids()[0]] // t.dtype.itemsize))
+                  for t in lowered.predicates]
+
+    init_words: dict[str, list[np.ndarray]] = {}
+    init_values: dict[str, list[np.ndarray]] = {}
+    for v in graph.variables:
+        if v.kind == CONSTANT and v.size:
+            ids = np.arange(v.base, v.base + v.size)
+            init_words.setdefault(str(v.dtype), []).append(elem_addr[ids] // v.dtype.itemsize)
+            init_values.setdefault(str(v.dtype), []).append(v.value.reshape(-1))  # type: ignore[union-attr]
+    for c, draft in enumerate(computes):
+        for b, batch in enumerate(draft.batches):
+            for name, values in batch.state.items():
+                dt = batch.codelet.fields[name].type.dtype
+                init_words.setdefault(str(dt), []).append(compute_steps[c].batches[b].state[name].astype(np.int64))
+                init_values.setdefault(str(dt), []).append(values)
+
+    codelets = {}
+    for draft in computes:
+        for batch in draft.batches:
+            codelets[batch.codelet.path()] = int(batch.codelet.code_size)
+
+    exe = Executable(
+        target=target,
+        variables=[{"name": v.name, "dtype": str(v.dtype), "shape": list(v.shape), "base": v.base,
+                    "kind": v.kind} for v in graph.variables],
+        element_address=elem_addr,
+        tile_offsets=layout.tile_offsets,
+        init_words={k: np.concatenate(v).astype(idx) for k, v in init_words.items()},
+        init_values={k: np.concatenate(v) for k, v in init_values.items()},
+        code=np.array(lowered.code, dtype=np.int64).reshape(-1, 3),
+        entries=list(lowered.entries),
+        num_counters=lowered.num_counters,
+        computes=compute_steps,
+        copies=copy_steps,
+        prints=prints,
+        predicates=predicates,
+        undefs=[u.tensor.name for u in lowered.undefs],
+        dead_at_end=[np.flatnonzero(_mask(bits, num_vars)).tolist() for bits in liveness.dead_at_end],
+        temporaries=np.flatnonzero(_mask(liveness.shareable, num_vars)).tolist(),
+        categories=layout.categories,
+        nal_by_step=layout.nal_by_step,
+        pieces=layout.pieces,
+        graph_stats={"variables": num_vars, "vertices": graph.num_vertices(), "edges": graph.num_edges(),
+                     "compute_sets": len(graph.compute_sets), "programs": len(programs)},
+        codelets=codelets,
+        allow_out_of_memory=allow_out_of_memory,
+    )
+    _check_capacity(exe)
+    say(f"done: {exe.graph_stats['vertices']:,} vertices, {exe.memory_bytes:,} bytes of tile memory")
+    return exe
+
+
+def _mask(bits: int, n: int) -> np.ndarray:
+    from .liveness import bits_to_mask
+
+    return bits_to_mask(bits, n)
+
+
+CATEGORY_LABELS = {
+    "control_code": "control code", "stack": "stack", "vertex_code": "vertex code",
+    "vertex_state": "vertex state", "constants": "constants", "variables_always_live": "always-live variables",
+    "exchange_code": "exchange code", "exchange_buffers": "exchange buffers",
+    "variables_not_always_live": "not-always-live variables",
+}
+
+
+def largest_consumers(exe: Executable, tile: int, count: int = 5) -> list[tuple[str, int]]:
+    """The biggest users of one tile's memory: variables by name, other categories by kind."""
+    items: list[tuple[str, int]] = []
+    on_tile = exe.pieces["tile"] == tile
+    temporaries = set(exe.temporaries)
+    for var, nbytes in zip(exe.pieces["var"][on_tile].tolist(), exe.pieces["bytes"][on_tile].tolist(), strict=True):
+        v = exe.variables[var]
+        kind = "temporary" if var in temporaries else v["kind"]
+        items.append((f"{kind} {v['name']!r}", int(nbytes)))
+    for name, per_tile in exe.categories.items():
+        if name not in ("constants", "variables_always_live", "variables_not_always_live") and per_tile[tile]:
+            items.append((CATEGORY_LABELS[name], int(per_tile[tile])))
+    items.sort(key=lambda item: -item[1])
+    return items[:count]
+
+
+def _check_capacity(exe: Executable) -> None:
+    used = exe.tile_bytes()
+    capacity = exe.target.memory_bytes_per_tile
+    over = np.flatnonzero(used > capacity)
+    if over.size == 0:
+        return
+    worst = int(over[np.argmax(used[over])])
+    consumers = ", ".join(f"{name} {nbytes:,} B" for name, nbytes in largest_consumers(exe, worst))
+    message = (f"Out of memory on tile {worst}: {int(used[worst]):,} bytes used but tiles only have "
+               f"{capacity:,} bytes" + (f" ({over.size - 1} more tile(s) over capacity)" if over.size > 1 else "")
+               + f". Largest consumers on tile {worst}: {consumers}")
+    exe.tiles_over_capacity = over.tolist()
+    exe.oom_message = message
+    if not exe.allow_out_of_memory:
+        raise OutOfMemoryError(message, over.tolist())

@@ -1,0 +1,277 @@
+"""Tile memory layout: an address on its tile for everything that occupies memory.
+
+Each tile's memory is laid out bottom-up in regions, each 8-byte aligned:
+
+    control code | stack | vertex code | vertex state | constants | always-live variables |
+    exchange code | exchange buffers | not-always-live variables
+
+Always-live items get exclusive addresses.  Exchange buffers of different compute sets are never
+live together, so they share one region (its size is the largest buffer).  Temporaries (see
+liveness.py) are placed one by one, each above every already-placed temporary it conflicts with
+on that tile, so temporaries that are never live together share addresses.
+
+All addresses are in-tile first; the backing store of the engine concatenates tiles, and
+``tile_offsets[t]`` is where tile ``t`` starts in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codelet import SCALAR, VECTOR, VECTOR_LIST
+from ..graph import CONSTANT, Graph
+from ..target import Target
+from .liveness import Liveness, bits_to_mask, occupancy_matrix
+from .plan import ComputeDraft, CopyDraft
+
+# Bytes of control code per bytecode instruction on every tile (the control program is replicated).
+CONTROL_BYTES_PER_INSTRUCTION = 16
+# Exchange code: per (sender, receiver) pair of a step, on each side; plus per step a tile takes part in.
+EXCHANGE_BYTES_PER_PAIR = 8
+EXCHANGE_BYTES_PER_STEP = 12
+# Vertex state: edge pointers (scalar: pointer; vector: pointer + size; list: descriptor + one
+# pointer/size pair per vector) and 4 bytes per state field.
+EDGE_BYTES = {SCALAR: 4, VECTOR: 8}
+LIST_DESCRIPTOR_BYTES, LIST_ITEM_BYTES, STATE_FIELD_BYTES = 8, 8, 4
+
+CATEGORIES = ("control_code", "stack", "vertex_code", "vertex_state", "constants", "variables_always_live",
+              "exchange_code", "exchange_buffers", "variables_not_always_live")
+
+
+def align(values: np.ndarray | int, alignment: int) -> np.ndarray:
+    return (np.asarray(values, dtype=np.int64) + alignment - 1) // alignment * alignment
+
+
+@dataclass
+class Layout:
+    in_tile_address: np.ndarray  # (E,) element address within its tile
+    tile_offsets: np.ndarray  # (T+1,) start of each tile in the backing store
+    categories: dict[str, np.ndarray]  # name -> (T,) bytes, alignment gaps included
+    slot_address: list[np.ndarray]  # per compute draft: (S,) global byte address of each slot
+    state_address: list[list[dict[str, np.ndarray]]]  # per draft, per batch: field -> (n,) global address
+    nal_by_step: np.ndarray  # (I, T) not-always-live bytes occupied at each instruction
+    pieces: dict[str, np.ndarray] = field(default_factory=dict)  # var, tile, bytes of each variable piece
+
+    @property
+    def total_by_tile(self) -> np.ndarray:
+        return sum(self.categories.values())  # type: ignore[return-value]
+
+
+def _edge_bytes(batch) -> int:
+    total = 0
+    for name, fld in batch.codelet.fields.items():
+        if not fld.is_edge:
+            total += STATE_FIELD_BYTES
+        elif fld.type.kind == VECTOR_LIST:
+            total += LIST_DESCRIPTOR_BYTES + LIST_ITEM_BYTES * batch.edges[name].shape[1]
+        else:
+            total += EDGE_BYTES[fld.type.kind]
+    return total
+
+
+def _state_offset(batch) -> int:
+    return sum(EDGE_BYTES.get(f.type.kind, 0) if f.type.kind != VECTOR_LIST
+               else LIST_DESCRIPTOR_BYTES + LIST_ITEM_BYTES * batch.edges[n].shape[1]
+               for n, f in batch.codelet.fields.items() if f.is_edge)
+
+
+class _Pieces:
+    """Bytes of each variable on each tile, and in-tile element addresses once placed."""
+
+    def __init__(self, graph: Graph, num_tiles: int, alignment: int) -> None:
+        self.graph = graph
+        self.num_tiles = num_tiles
+        self.alignment = alignment
+        self.elem_tile = graph.element_tiles
+        self.address = np.zeros(graph.num_elements, dtype=np.int64)
+        self.piece_var: list[np.ndarray] = []
+        self.piece_tile: list[np.ndarray] = []
+        self.piece_bytes: list[np.ndarray] = []
+
+    def tiles_of(self, v: int) -> np.ndarray:
+        info = self.graph.variables[v]
+        return self.elem_tile[info.base:info.base + info.size]
+
+    def bytes_by_tile(self, v: int) -> np.ndarray:
+        info = self.graph.variables[v]
+        counts = np.bincount(self.tiles_of(v), minlength=self.num_tiles)
+        return align(counts * info.dtype.itemsize, self.alignment)
+
+    def place(self, v: int, start: np.ndarray) -> np.ndarray:
+        """Give variable ``v``'s elements addresses from ``start[tile]`` on; returns its bytes by tile."""
+        info = self.graph.variables[v]
+        tiles = self.tiles_of(v)
+        sort_key = tiles.astype(np.uint16) if self.num_tiles <= 65536 else tiles
+        order = np.argsort(sort_key, kind="stable")
+        sorted_tiles = tiles[order]
+        counts = np.bincount(tiles, minlength=self.num_tiles)
+        first = np.cumsum(counts) - counts
+        rank = np.arange(tiles.size, dtype=np.int64) - first[sorted_tiles]
+        self.address[info.base + order] = start[sorted_tiles] + rank * info.dtype.itemsize
+        nbytes = align(counts * info.dtype.itemsize, self.alignment)
+        used = np.flatnonzero(nbytes)
+        self.piece_var.append(np.full(used.size, v, dtype=np.int32))
+        self.piece_tile.append(used.astype(np.int32))
+        self.piece_bytes.append(nbytes[used])
+        return nbytes
+
+
+def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list[ComputeDraft],
+                copies: list[CopyDraft], code: list[list[int]], execute_pcs: list[list[int]]) -> Layout:
+    """Lay out every tile.  ``execute_pcs[c]`` are the instructions that run compute draft ``c``."""
+    T = target.num_tiles
+    a = target.memory_alignment
+    cat: dict[str, np.ndarray] = {name: np.zeros(T, dtype=np.int64) for name in CATEGORIES}
+    cat["control_code"][:] = align(CONTROL_BYTES_PER_INSTRUCTION * len(code), a)
+    cat["stack"][:] = align(target.num_worker_contexts * target.stack_bytes_per_worker, a)
+
+    # ---- vertex code: each codelet once per tile that runs it
+    codelets: dict[type, int] = {}
+    keys = []
+    for draft in computes:
+        for batch in draft.batches:
+            cid = codelets.setdefault(batch.codelet, len(codelets))
+            keys.append(np.unique(batch.tiles).astype(np.int64) * max(1, 1 << 20) + cid)
+    if keys:
+        pairs = np.unique(np.concatenate(keys))
+        code_sizes = align(np.array([c.code_size for c in codelets], dtype=np.int64), a)
+        cat["vertex_code"] = np.bincount(pairs >> 20, weights=code_sizes[pairs & ((1 << 20) - 1)],
+                                         minlength=T).astype(np.int64)
+
+    # ---- vertex state: per instance, edge pointers then state fields
+    inst_tiles, inst_bytes = [], []
+    for draft in computes:
+        for batch in draft.batches:
+            inst_tiles.append(batch.tiles)
+            inst_bytes.append(np.full(batch.n, _edge_bytes(batch), dtype=np.int64))
+    if inst_tiles:
+        all_tiles = np.concatenate(inst_tiles)
+        all_bytes = np.concatenate(inst_bytes)
+        per_tile = np.bincount(all_tiles, weights=all_bytes, minlength=T).astype(np.int64)
+        cat["vertex_state"] = align(per_tile, a)
+        order = np.argsort(all_tiles.astype(np.uint16) if T <= 65536 else all_tiles, kind="stable")
+        csum = np.cumsum(all_bytes[order])
+        tile_first = np.cumsum(np.bincount(all_tiles, weights=all_bytes, minlength=T).astype(np.int64)) - per_tile
+        inst_offset = np.empty_like(all_bytes)
+        inst_offset[order] = csum - all_bytes[order] - tile_first[all_tiles[order]]
+    else:
+        inst_offset = np.zeros(0, dtype=np.int64)
+
+    # ---- exchange code and buffers
+    pair_parts = []
+    for draft in computes:
+        homes = graph.element_tiles[draft.slot_elem]
+        pre = draft.slot_read
+        post = draft.slot_write
+        pair_parts.append((homes[pre], draft.slot_tile[pre]))
+        pair_parts.append((draft.slot_tile[post], homes[post]))
+    for c in copies:
+        if c.kind == "copy":
+            s, d = graph.element_tiles[c.src], graph.element_tiles[c.dst]
+            remote = s != d
+            pair_parts.append((s[remote], d[remote]))
+    for senders, receivers in pair_parts:
+        if senders.size == 0:
+            continue
+        pairs = np.unique(senders.astype(np.int64) * T + receivers)
+        sent = np.bincount(pairs // T, minlength=T)
+        received = np.bincount(pairs % T, minlength=T)
+        cat["exchange_code"] += EXCHANGE_BYTES_PER_PAIR * (sent + received)
+        cat["exchange_code"] += EXCHANGE_BYTES_PER_STEP * ((sent + received) > 0)
+    cat["exchange_code"] = align(cat["exchange_code"], a)
+
+    slot_offsets, buffer_sizes = [], []
+    for draft in computes:
+        itemsize = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
+        sizes = itemsize[graph.variable_of(draft.slot_elem)] if draft.slot_elem.size else np.zeros(0, np.int64)
+        order = np.lexsort((draft.slot_elem, -sizes, draft.slot_tile))
+        csum = np.cumsum(sizes[order])
+        per_tile = np.bincount(draft.slot_tile, weights=sizes, minlength=T).astype(np.int64)
+        first = np.cumsum(per_tile) - per_tile
+        offset = np.empty_like(sizes)
+        offset[order] = csum - sizes[order] - first[draft.slot_tile[order]]
+        slot_offsets.append(offset)
+        buffer_sizes.append(align(per_tile, a))
+    cat["exchange_buffers"] = np.max(np.stack(buffer_sizes), axis=0) if buffer_sizes else cat["exchange_buffers"]
+
+    # ---- variables: constants and always-live first (exclusive), sizes known now
+    pieces = _Pieces(graph, T, a)
+    shareable = bits_to_mask(liveness.shareable, len(graph.variables))
+    region_start = {}
+    top = np.zeros(T, dtype=np.int64)
+    for name in ("control_code", "stack", "vertex_code", "vertex_state"):
+        region_start[name] = top.copy()
+        top += cat[name]
+    for kind, category in ((CONSTANT, "constants"), ("variable", "variables_always_live")):
+        region_start[category] = top.copy()
+        for v, info in enumerate(graph.variables):
+            if info.kind == kind and not shareable[v] and info.size:
+                top += pieces.place(v, top)
+        cat[category] = top - region_start[category]
+    for name in ("exchange_code", "exchange_buffers"):
+        region_start[name] = top.copy()
+        top += cat[name]
+
+    # ---- temporaries: conflict-aware placement above the fixed regions
+    nal_start = top.copy()
+    temps = [v for v in np.flatnonzero(shareable).tolist() if graph.variables[v].size]
+    occ = occupancy_matrix(liveness, np.array(temps, dtype=np.int64), len(graph.variables))
+    temp_bits = [int.from_bytes(np.packbits(occ[:, j], bitorder="little").tobytes(), "little")
+                 for j in range(len(temps))]
+    first_use = [int(np.argmax(occ[:, j])) if occ[:, j].any() else len(code) for j in range(len(temps))]
+    sizes = [pieces.bytes_by_tile(v) for v in temps]
+    placed_bits: list[int] = []
+    placed_end: list[np.ndarray] = []
+    nal_top = nal_start.copy()
+    for j in sorted(range(len(temps)), key=lambda j: (first_use[j], -int(sizes[j].max(initial=0)))):
+        base = nal_start.copy()
+        for bits, end in zip(placed_bits, placed_end, strict=True):
+            if bits & temp_bits[j]:
+                np.maximum(base, end, out=base)
+        nbytes = pieces.place(temps[j], base)
+        end = np.where(nbytes > 0, base + nbytes, 0)
+        placed_bits.append(temp_bits[j])
+        placed_end.append(end)
+        np.maximum(nal_top, end, out=nal_top)
+    cat["variables_not_always_live"] = nal_top - nal_start
+
+    # ---- not-always-live bytes at each instruction
+    num_steps = len(code)
+    if temps:
+        temp_bytes = np.stack(sizes).astype(np.float64)
+        nal_by_step = np.rint(occ.astype(np.float64) @ temp_bytes).astype(np.int64)
+    else:
+        nal_by_step = np.zeros((num_steps, T), dtype=np.int64)
+    for c, pcs in enumerate(execute_pcs):
+        for pc in pcs:
+            nal_by_step[pc] += buffer_sizes[c]
+
+    # ---- global addresses
+    tile_size = align(sum(cat.values()), a)
+    tile_offsets = np.zeros(T + 1, dtype=np.int64)
+    np.cumsum(tile_size, out=tile_offsets[1:])
+    slot_address = [tile_offsets[d.slot_tile] + region_start["exchange_buffers"][d.slot_tile] + off
+                    for d, off in zip(computes, slot_offsets, strict=True)]
+    state_address: list[list[dict[str, np.ndarray]]] = []
+    cursor = 0
+    vs_start = region_start["vertex_state"]
+    for draft in computes:
+        per_batch = []
+        for batch in draft.batches:
+            offs = inst_offset[cursor:cursor + batch.n]
+            cursor += batch.n
+            inst_addr = tile_offsets[batch.tiles] + vs_start[batch.tiles] + offs
+            state_off = _state_offset(batch)
+            fields = {}
+            for k, name in enumerate(batch.state):
+                fields[name] = inst_addr + state_off + STATE_FIELD_BYTES * k
+            per_batch.append(fields)
+        state_address.append(per_batch)
+    piece_arrays = {
+        "var": np.concatenate(pieces.piece_var) if pieces.piece_var else np.zeros(0, np.int32),
+        "tile": np.concatenate(pieces.piece_tile) if pieces.piece_tile else np.zeros(0, np.int32),
+        "bytes": np.concatenate(pieces.piece_bytes) if pieces.piece_bytes else np.zeros(0, np.int64),
+    }
+    return Layout(pieces.address, tile_offsets, cat, slot_address, state_address, nal_by_step, piece_arrays)

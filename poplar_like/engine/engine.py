@@ -1,0 +1,260 @@
+"""``pl.Engine``: compiles (or takes) an executable and runs its programs.
+
+The engine interprets the bytecode the same way on every backend: the local backend holds all
+tiles in this process; the MPI backend spreads them over ranks.  Host I/O (``write_tensor``,
+``read_tensor``, streams, ``PrintTensor``) looks the same from the script either way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from ..compiler import Executable, compile_graph
+from ..compiler.lowering import (BRANCH, COPY, END, EXECUTE, JUMP, LOOP, PRINT, SET, STREAM_IN, STREAM_OUT,
+                                 UNDEF)
+from ..dtypes import poplar_name
+from ..errors import (EngineError, GraphError, OutOfMemoryError, StreamError, TensorError, TensorNotLiveError)
+from ..graph import Graph, Program, Tensor
+from .local import LocalBackend
+
+BACKENDS = ("auto", "local", "mpi")
+_MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_by_mpi() -> bool:
+    """True when this process is one of several MPI ranks (read from the launcher's environment,
+    so a script that never uses MPI does not need mpi4py)."""
+    for name in _MPI_SIZE_VARIABLES:
+        value = os.environ.get(name)
+        if value and value.isdigit() and int(value) > 1:
+            return True
+    return False
+
+
+class Engine:
+    """Runs the programs of a graph (Poplar's ``Engine``).
+
+    ``Engine(graph, program_or_programs, ...)`` compiles; ``Engine(executable)`` runs a compiled
+    or loaded executable.  ``backend`` is ``"auto"`` (MPI when launched as several MPI ranks),
+    ``"local"`` or ``"mpi"``.
+    """
+
+    def __init__(self, graph: Graph | Executable, programs: Program | list[Program] | None = None, *,
+                 backend: str = "auto", allow_out_of_memory: bool = False, checks: bool = True,
+                 progress: bool | Callable[[str], None] | None = None, comm: Any = None) -> None:
+        if backend not in BACKENDS:
+            raise EngineError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        if backend == "auto":
+            backend = "mpi" if (comm is not None or launched_by_mpi()) else "local"
+        self.graph: Graph | None = None
+        if isinstance(graph, Executable):
+            if programs is not None:
+                raise EngineError("Engine(executable) takes no programs: they were compiled into it")
+            exe_maker: Callable[[], Executable] = lambda: graph  # noqa: E731
+        elif isinstance(graph, Graph):
+            if programs is None:
+                raise EngineError("Engine(graph, programs): give the program (or list of programs) to run")
+            self.graph = graph
+            exe_maker = lambda: compile_graph(graph, programs, allow_out_of_memory=allow_out_of_memory,  # noqa
+                                              checks=checks, progress=progress)
+        else:
+            raise EngineError(f"Engine needs a pl.Graph or a pl.Executable, got {type(graph).__name__}")
+        if backend == "mpi":
+            from .mpi import MPIBackend  # lazily: only MPI runs import mpi4py
+
+            self.backend: Any = MPIBackend.create(exe_maker, comm)
+            self.executable: Executable = self.backend.exe
+        else:
+            self.executable = exe_maker()
+            self.backend = LocalBackend(self.executable)
+        exe = self.executable
+        self._streams: dict[str, np.ndarray] = {}
+        self._cursors: dict[str, int] = {}
+        self.executions = np.zeros(len(exe.code), dtype=np.int64)
+        self.step_seconds = np.zeros(len(exe.code), dtype=np.float64)
+        self.runs: list[dict] = []
+        self.last_program: int | None = None
+        self._temporaries = np.zeros(len(exe.variables), dtype=bool)
+        self._temporaries[exe.temporaries] = True
+
+    # ================================================================ host I/O
+    def _resolve(self, tensor: Tensor | str, what: str) -> tuple[np.ndarray, np.dtype, str]:
+        exe = self.executable
+        if isinstance(tensor, str):
+            index = exe.variable_index(tensor)
+            return exe.variable_ids(index), np.dtype(exe.variables[index]["dtype"]), tensor
+        if not isinstance(tensor, Tensor):
+            raise TensorError(f"{what} needs a tensor or a variable name, got {type(tensor).__name__}")
+        if self.graph is not None and tensor.graph is not self.graph:
+            raise TensorError(f"{what}: tensor {tensor.name!r} belongs to a different graph than this engine's")
+        ids = tensor.ids
+        if ids.size and (ids.min() < 0 or ids.max() >= exe.element_address.size):
+            raise TensorError(f"{what}: tensor {tensor.name!r} does not belong to this executable's graph")
+        variables = np.unique(exe.variable_of(ids.reshape(-1))) if ids.size else []
+        for v in variables:
+            if np.dtype(exe.variables[v]["dtype"]) != tensor.dtype:
+                raise TensorError(f"{what}: tensor {tensor.name!r} does not match this executable's variables")
+        return ids, tensor.dtype, tensor.name
+
+    def _check_live(self, ids: np.ndarray, name: str, what: str) -> None:
+        if not self._temporaries.any() or ids.size == 0:
+            return
+        variables = self.executable.variable_of(ids.reshape(-1))
+        temp = self._temporaries[variables]
+        if temp.any():
+            var = self.executable.variables[int(variables[np.argmax(temp)])]["name"]
+            raise TensorNotLiveError(
+                f"{what}: {name!r} is (part of) variable {var!r}, a temporary of the programs: it is written "
+                "before it is read and undefined (WriteUndef) at the end of every program, so its memory is "
+                "shared with other variables and the host cannot see it. Print it inside the program with "
+                "pl.PrintTensor, or remove its WriteUndef.")
+
+    def write_tensor(self, tensor: Tensor | str, values: object) -> None:
+        """Write host data into a tensor view; the shape must match exactly."""
+        ids, dtype, name = self._resolve(tensor, "write_tensor")
+        self._check_live(ids, name, "write_tensor")
+        array = np.asarray(values)
+        if array.shape != ids.shape:
+            raise TensorError(f"write_tensor({name!r}): values have shape {array.shape} but the tensor has shape "
+                              f"{ids.shape}; no broadcasting is done")
+        if not np.can_cast(array.dtype, dtype, casting="same_kind") and not (
+                array.dtype.kind in "iub" and dtype.kind in "iuf"):
+            raise TensorError(f"write_tensor({name!r}): cannot write {array.dtype} values into a "
+                              f"{poplar_name(dtype)} tensor")
+        flat_ids = ids.reshape(-1)
+        if np.unique(flat_ids).size != flat_ids.size:
+            raise TensorError(f"write_tensor({name!r}): the view repeats elements, so the write is ambiguous")
+        addresses = self.executable.element_address[flat_ids]
+        self.backend.write_bytes(addresses, dtype, array.reshape(-1).astype(dtype))
+
+    def read_tensor(self, tensor: Tensor | str) -> np.ndarray:
+        """A copy of a tensor view's current value, shaped like it."""
+        ids, dtype, name = self._resolve(tensor, "read_tensor")
+        self._check_live(ids, name, "read_tensor")
+        values = self.backend.read_bytes(self.executable.element_address[ids.reshape(-1)], dtype)
+        if values is None:  # MPI rank other than the host
+            return np.zeros(ids.shape, dtype=dtype)
+        return np.asarray(values).reshape(ids.shape).copy()
+
+    def connect_stream(self, name: str, buffer: np.ndarray) -> None:
+        """Attach a host buffer to a stream; copies walk it circularly, ``num_elements`` at a time."""
+        streams = {c.stream: c for c in self.executable.copies if c.stream}
+        if name not in streams:
+            known = sorted(streams) or ["(none used by the programs)"]
+            raise StreamError(f"no stream called {name!r} is used by this engine's programs; streams: "
+                              f"{', '.join(known)}")
+        step = streams[name]
+        if not isinstance(buffer, np.ndarray):
+            raise StreamError(f"connect_stream({name!r}): the buffer must be a numpy array, got "
+                              f"{type(buffer).__name__}")
+        if buffer.dtype != np.dtype(step.dtype):
+            raise StreamError(f"connect_stream({name!r}): the stream carries {poplar_name(np.dtype(step.dtype))} "
+                              f"but the buffer is {buffer.dtype}")
+        per_copy = step.words.size
+        if buffer.size == 0 or buffer.size % per_copy:
+            raise StreamError(f"connect_stream({name!r}): the buffer has {buffer.size} elements, expected a "
+                              f"positive multiple of the {per_copy} elements each copy moves")
+        if step.kind == "stream_out" and not buffer.flags.writeable:
+            raise StreamError(f"connect_stream({name!r}): the device writes into this buffer; it is read-only")
+        self._streams[name] = buffer.reshape(-1) if buffer.flags.c_contiguous else buffer
+        self._cursors[name] = 0
+
+    def _stream_chunk(self, name: str, count: int) -> tuple[np.ndarray, slice]:
+        if name not in self._streams:
+            raise StreamError(f"stream {name!r} is not connected; call engine.connect_stream({name!r}, buffer)")
+        buffer = self._streams[name]
+        start = self._cursors[name]
+        self._cursors[name] = (start + count) % buffer.size
+        return buffer, slice(start, start + count)
+
+    # ================================================================ running
+    def run(self, program: int = 0) -> None:
+        """Run program ``program`` (an index into the list the engine was built with)."""
+        exe = self.executable
+        if not 0 <= program < exe.num_programs:
+            raise EngineError(f"run({program}): the engine has {exe.num_programs} program(s) (0..{exe.num_programs - 1})")
+        if exe.tiles_over_capacity:
+            raise OutOfMemoryError(exe.oom_message, exe.tiles_over_capacity)
+        start = time.perf_counter()
+        code = exe.code.tolist()
+        counters = [0] * max(1, exe.num_counters)
+        executions, seconds = self.executions, self.step_seconds
+        backend = self.backend
+        pc = exe.entries[program]
+        while True:
+            op, a, b = code[pc]
+            executions[pc] += 1
+            t0 = time.perf_counter()
+            if op == EXECUTE:
+                backend.execute(exe.computes[a])
+            elif op == COPY:
+                backend.copy(exe.copies[a].moves)
+            elif op == STREAM_IN:
+                step = exe.copies[a]
+                values = None
+                if backend.is_host:
+                    buffer, where = self._stream_chunk(step.stream, step.words.size)
+                    values = buffer[where]
+                elif step.stream not in self._streams:
+                    self._stream_chunk(step.stream, step.words.size)
+                backend.write_words(step.dtype, step.words, values)
+            elif op == STREAM_OUT:
+                step = exe.copies[a]
+                values = backend.read_words(step.dtype, step.words)
+                if backend.is_host:
+                    buffer, where = self._stream_chunk(step.stream, step.words.size)
+                    buffer[where] = values
+            elif op == PRINT:
+                step = exe.prints[a]
+                values = backend.read_words(step.dtype, step.words)
+                if backend.is_host:
+                    text = np.array2string(np.asarray(values).reshape(step.shape), max_line_width=100)
+                    backend.host_print(f"{step.title}: {text}")
+            elif op == BRANCH:
+                pred = exe.predicates[a]
+                if not backend.read_predicate(pred.dtype, pred.word):
+                    pc = b
+                    continue
+            elif op == SET:
+                counters[a] = b
+            elif op == LOOP:
+                counters[a] -= 1
+                if counters[a] > 0:
+                    pc = b
+                    continue
+            elif op == JUMP:
+                pc = a
+                continue
+            elif op == END:
+                break
+            elif op != UNDEF:
+                raise EngineError(f"corrupt executable: unknown instruction {op} at {pc}")
+            seconds[pc] += time.perf_counter() - t0
+            pc += 1
+        self.last_program = program
+        self.runs.append({"program": program, "seconds": time.perf_counter() - start})
+
+    def profile(self) -> Any:
+        """The report: memory, graph, exchange and cycles; execution counts after runs."""
+        from ..profile import Profile
+
+        return Profile.from_engine(self)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
