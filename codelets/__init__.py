@@ -1,7 +1,7 @@
 """The built-in codelet library of poplar_like.
 
-Codelets are type-specialised: each (operation, element type) pair is its own class, generated at
-import time and importable by path, e.g. ``codelets.elementwise:Relu_float``.  Look them up with
+Codelets are type-specialised: each (operation, element type) pair is its own class, generated
+at import time and importable by path, e.g. ``codelets.elementwise:Relu_float``.  Look them up:
 
 * the elementwise factories ``unary(op, dtype)``, ``unary_inplace``, ``binary``, ``binary_inplace``;
 * the families, indexed by element type: ``Fill[FLOAT]``, ``Cast[HALF, FLOAT]``,

@@ -15,6 +15,7 @@ from ..codelet import VECTOR, VECTOR_LIST, Vertex, estimate_cycles
 from ..errors import FieldConnectionError, MissingPerfEstimateError, TileMappingError
 from ..graph import ComputeSet
 from ..graph.vertices import VertexBlock
+from ..arrays import stable_order
 
 
 @dataclass
@@ -87,19 +88,30 @@ def build_batches(cs: ComputeSet) -> list[Batch]:
         validate_block(block)
         groups.setdefault(_signature(block), []).append(block)
     batches = []
+    num_tiles = cs.graph.target.num_tiles
     for (codelet, _), blocks in groups.items():
-        tiles = np.concatenate([b.tiles for b in blocks])
-        order = np.argsort(tiles.astype(np.uint16) if tiles.max(initial=0) < 65536 else tiles, kind="stable")
-        edges = {name: np.concatenate([b.edges[name] for b in blocks])[order] for name in blocks[0].edges}
-        state = {name: np.concatenate([b.state[name] for b in blocks])[order] for name in blocks[0].state}
-        numbers = np.concatenate([np.arange(b.first, b.first + b.n) for b in blocks])[order]
+        def column(get):
+            parts = [get(b) for b in blocks]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        tiles = column(lambda b: b.tiles)
+        order = stable_order(tiles, num_tiles)
+
+        def ordered(get):
+            values = column(get)
+            return values if order is None else values[order]
+
+        edges = {name: ordered(lambda b, name=name: b.edges[name]) for name in blocks[0].edges}
+        state = {name: ordered(lambda b, name=name: b.state[name]) for name in blocks[0].state}
+        numbers = ordered(lambda b: np.arange(b.first, b.first + b.n))
         n = tiles.size
         if codelet.cycles is not None:
             cycles = estimate_cycles(codelet, sizes_of(codelet, edges, state, n), n)
         else:
             cycles = np.zeros(n, dtype=np.int64)
-        perf = [b.perf if b.perf is not None else np.full(b.n, -1, dtype=np.int64) for b in blocks]
-        override = np.concatenate(perf)[order]
-        cycles = np.where(override >= 0, override, cycles)
-        batches.append(Batch(codelet, tiles[order].astype(np.int32), edges, state, cycles, numbers))
+        if any(b.perf is not None for b in blocks):
+            override = ordered(lambda b: b.perf if b.perf is not None else np.full(b.n, -1, dtype=np.int64))
+            cycles = np.where(override >= 0, override, cycles)
+        batches.append(Batch(codelet, ordered(lambda b: b.tiles).astype(np.int32, copy=False), edges, state,
+                             cycles, numbers))
     return batches

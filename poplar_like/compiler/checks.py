@@ -1,6 +1,7 @@
 """Checks between compiler passes: mappings complete, no data races, no writes to constants.
 
-Each check is vectorised over elements; only the error path looks up names.
+Each check is O(elements) with scatters into per-element stamp arrays (no sorting); only the
+error path looks up names.
 """
 
 from __future__ import annotations
@@ -39,56 +40,55 @@ def _field_of(batches: list[Batch], number: int, element: int, writes: bool) -> 
     return f"vertex #{number}"
 
 
-def check_data_races(graph: Graph, cs: ComputeSet, batches: list[Batch]) -> None:
-    """Refuse elements written twice, or written by one vertex and read by another, in one superstep."""
-    written, writers, read, readers = [], [], [], []
+def _edges(batches: list[Batch], writes: bool):
     for batch in batches:
         for name, ids in batch.edges.items():
             fld = batch.codelet.fields[name]
-            flat = ids.reshape(batch.n, -1)
-            who = np.broadcast_to(batch.numbers[:, None], flat.shape)
-            if fld.writes:
-                written.append(flat.reshape(-1))
-                writers.append(who.reshape(-1))
-            if fld.reads and not fld.writes:
-                read.append(flat.reshape(-1))
-                readers.append(who.reshape(-1))
+            if (fld.writes if writes else (fld.reads and not fld.writes)):
+                flat = ids.reshape(batch.n, -1)
+                yield flat.reshape(-1), np.repeat(batch.numbers, flat.shape[1])
+
+
+def check_data_races(graph: Graph, cs: ComputeSet, batches: list[Batch]) -> None:
+    """Refuse elements written twice, or written by one vertex and read by another, in one superstep."""
+    written = list(_edges(batches, writes=True))
     if not written:
         return
-    w = np.concatenate(written)
-    wv = np.concatenate(writers)
-    variables = graph.variable_of(w)
-    kinds = np.array([v.kind == CONSTANT for v in graph.variables])
-    const = kinds[variables]
-    if const.any():
-        i = int(np.argmax(const))
-        raise FieldConnectionError(f"{_field_of(batches, int(wv[i]), int(w[i]), True)} in compute set {cs.name!r} "
-                                   f"writes constant element {graph.describe_element(int(w[i]))}; "
-                                   "constants are read-only")
-    order = np.argsort(w, kind="stable")
-    ws, wvs = w[order], wv[order]
-    dup = np.flatnonzero(ws[1:] == ws[:-1])
-    if dup.size:
-        i = int(dup[0])
-        element = int(ws[i])
-        first, second = int(wvs[i]), int(wvs[i + 1])
+    w = np.concatenate([ids for ids, _ in written]) if len(written) > 1 else written[0][0]
+    wv = np.concatenate([who for _, who in written]) if len(written) > 1 else written[0][1]
+    is_const = np.array([v.kind == CONSTANT for v in graph.variables])
+    if is_const.any():
+        const = is_const[graph.variable_of(w)]
+        if const.any():
+            i = int(np.argmax(const))
+            raise FieldConnectionError(f"{_field_of(batches, int(wv[i]), int(w[i]), True)} in compute set "
+                                       f"{cs.name!r} writes constant element {graph.describe_element(int(w[i]))}; "
+                                       "constants are read-only")
+    # stamp every element with the position of (one of) its writes: a lost stamp is a second write
+    stamp = np.full(graph.num_elements, -1, dtype=np.int64 if w.size >= 2 ** 31 else np.int32)
+    position = np.arange(w.size, dtype=stamp.dtype)
+    stamp[w] = position
+    lost = np.flatnonzero(stamp[w] != position)
+    if lost.size:
+        i = int(lost[0])
+        element = int(w[i])
+        first, second = int(wv[stamp[element]]), int(wv[i])
         where = graph.describe_element(element)
         if first == second:
             raise DataRaceError(f"{_field_of(batches, first, element, True)} in compute set {cs.name!r} writes "
-                                f"element {where} twice: its field is connected to a view that repeats elements")
+                                f"element {where} twice: its fields are connected to views that repeat elements")
         raise DataRaceError(f"element {where} is written by {_field_of(batches, first, element, True)} and by "
                             f"{_field_of(batches, second, element, True)} in the same compute set {cs.name!r}")
-    if not read:
-        return
-    r = np.concatenate(read)
-    rv = np.concatenate(readers)
-    pos = np.searchsorted(ws, r)
-    pos_clipped = np.minimum(pos, ws.size - 1)
-    clash = (ws[pos_clipped] == r) & (wvs[pos_clipped] != rv)
-    if clash.any():
-        i = int(np.argmax(clash))
-        element = int(r[i])
-        raise DataRaceError(f"element {graph.describe_element(element)} is written by "
-                            f"{_field_of(batches, int(wvs[pos_clipped[i]]), element, True)} and read by "
-                            f"{_field_of(batches, int(rv[i]), element, False)} in the same compute set "
-                            f"{cs.name!r}; split them into two compute sets")
+    for r, rv in _edges(batches, writes=False):
+        p = stamp[r]
+        hit = np.flatnonzero(p >= 0)
+        if hit.size == 0:
+            continue
+        clash = hit[wv[p[hit]] != rv[hit]]
+        if clash.size:
+            i = int(clash[0])
+            element = int(r[i])
+            raise DataRaceError(f"element {graph.describe_element(element)} is written by "
+                                f"{_field_of(batches, int(wv[p[i]]), element, True)} and read by "
+                                f"{_field_of(batches, int(rv[i]), element, False)} in the same compute set "
+                                f"{cs.name!r}; split them into two compute sets")

@@ -19,7 +19,7 @@ from .checks import check_variables_mapped
 from .costs import (ExchangeStats, compute_cycles_by_tile, exchange_stats, host_cycles,
                     local_copy_cycles_by_tile)
 from .executable import BatchPlan, ComputeStep, CopyStep, Executable, Moves, Predicate, PrintStep
-from .layout import plan_layout
+from .layout import CHUNK, plan_layout
 from .liveness import StepAccess, analyse, bitset
 from .lowering import BRANCH, COPY, EXECUTE, PRINT, STREAM_IN, STREAM_OUT, UNDEF, lower
 from .plan import access_of, full_variables, plan_compute, plan_copy
@@ -45,13 +45,57 @@ class Progress:
             self.sink(f"[compile {time.perf_counter() - self.start:6.1f}s] {message}")
 
 
-def _moves(src_addr: np.ndarray, dst_addr: np.ndarray, itemsize: np.ndarray, idx: type) -> Moves:
+def _words(addresses: Callable[[np.ndarray | slice], np.ndarray], count: int, itemsize: int,
+           idx: type) -> np.ndarray:
+    """Word indices of ``count`` addresses produced chunk by chunk (keeps temporaries small)."""
+    out = np.empty(count, dtype=idx)
+    for lo in range(0, count, CHUNK):
+        hi = min(lo + CHUNK, count)
+        addr = addresses(slice(lo, hi))
+        addr //= itemsize
+        out[lo:hi] = addr
+    return out
+
+
+def _moves(selected: np.ndarray, itemsize: np.ndarray, src: Callable[[np.ndarray], np.ndarray],
+           dst: Callable[[np.ndarray], np.ndarray], idx: type) -> Moves:
+    """Copy descriptors for the selected items, grouped by item size, as word indices.
+
+    ``src(positions)``/``dst(positions)`` give byte addresses of the items at those positions.
+    """
     moves = Moves()
-    for s in np.unique(itemsize).tolist():
-        sel = itemsize == s
-        moves.src[int(s)] = (src_addr[sel] // s).astype(idx)
-        moves.dst[int(s)] = (dst_addr[sel] // s).astype(idx)
+    uniform = itemsize.size > 0 and bool((itemsize == itemsize[0]).all())
+    for s in ((int(itemsize[0]),) if uniform else (4, 2, 1)):
+        mask = selected if uniform else selected & (itemsize == s)
+        positions = None if bool(mask.all()) else np.flatnonzero(mask)
+        count = mask.size if positions is None else positions.size
+        if count == 0:
+            continue
+
+        def pick(sl: slice, positions: np.ndarray | None = positions) -> np.ndarray:
+            return np.arange(sl.start, sl.stop) if positions is None else positions[sl]
+
+        moves.src[s] = _words(lambda sl: src(pick(sl)), count, s, idx)
+        moves.dst[s] = _words(lambda sl: dst(pick(sl)), count, s, idx)
     return moves
+
+
+def _field_words(elem_addr: np.ndarray, ids: np.ndarray, slots: np.ndarray | None, slot_address: np.ndarray,
+                 itemsize: int, idx: type) -> np.ndarray:
+    """Word index of each field element: its own address, or its exchange slot's if it is remote."""
+    out = np.empty(ids.shape, dtype=idx)
+    flat_out, flat_ids = out.reshape(-1), ids.reshape(-1)
+    flat_slots = None if slots is None else slots.reshape(-1)
+    for lo in range(0, flat_ids.size, CHUNK):
+        hi = min(lo + CHUNK, flat_ids.size)
+        addr = elem_addr[flat_ids[lo:hi]]
+        if flat_slots is not None:
+            part = flat_slots[lo:hi]
+            remote = part >= 0
+            addr[remote] = slot_address[part[remote]]
+        addr //= itemsize
+        flat_out[lo:hi] = addr
+    return out
 
 
 def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_of_memory: bool = False,
@@ -84,14 +128,14 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
     computes = []
     for i, cs in enumerate(lowered.compute_sets):
         say(f"planning compute set {i + 1}/{len(lowered.compute_sets)} {cs.name!r} ({cs.num_vertices:,} vertices)")
-        computes.append(plan_compute(graph, cs, elem_tile, checks))
+        computes.append(plan_compute(graph, cs, elem_tile, sizes, checks))
     copies = [plan_copy(graph, c, i) for i, c in enumerate(lowered.copies)]
 
     say("liveness analysis")
     access: list[StepAccess] = []
     for op, a, _ in lowered.code:
         if op == EXECUTE:
-            access.append(access_of(graph, computes[a].read_ids, computes[a].written_ids, sizes))
+            access.append(computes[a].access)
         elif op in (COPY, STREAM_IN, STREAM_OUT):
             access.append(access_of(graph, copies[a].src, copies[a].dst, sizes))
         elif op == PRINT:
@@ -110,7 +154,8 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
     execute_pcs = [[pc for pc, (op, a, _) in enumerate(lowered.code) if op == EXECUTE and a == c]
                    for c in range(len(computes))]
     layout = plan_layout(target, graph, liveness, computes, copies, lowered.code, execute_pcs)
-    elem_addr = layout.in_tile_address + layout.tile_offsets[elem_tile]
+    elem_addr = layout.in_tile_address
+    elem_addr += layout.tile_offsets[elem_tile]
     idx = np.int32 if layout.tile_offsets[-1] < 2 ** 31 else np.int64
 
     say("resolving addresses and estimating cycles")
@@ -121,28 +166,34 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
             fields = {}
             for name, ids in batch.edges.items():
                 size = batch.codelet.fields[name].type.dtype.itemsize
-                slots = draft.field_slots[b][name]
-                addr = elem_addr[ids]
-                if draft.slot_elem.size:
-                    addr = np.where(slots >= 0, layout.slot_address[c][np.maximum(slots, 0)], addr)
-                fields[name] = (addr // size).astype(idx)
+                fields[name] = _field_words(elem_addr, ids, draft.field_slots[b][name], layout.slot_address[c],
+                                            size, idx)
             state = {name: (layout.state_address[c][b][name] // batch.codelet.fields[name].type.dtype.itemsize)
                      .astype(idx) for name in batch.state}
             batches.append(BatchPlan(batch.codelet.path(), batch.tiles, fields, state, batch.cycles,
                                      bool(batch.codelet.multi_worker)))
         slot_size = itemsize_of_var[graph.variable_of(draft.slot_elem)] if draft.slot_elem.size \
             else np.zeros(0, dtype=np.int64)
-        home = elem_tile[draft.slot_elem].astype(np.int64)
         rd, wr = draft.slot_read, draft.slot_write
-        pre = _moves(elem_addr[draft.slot_elem[rd]], layout.slot_address[c][rd], slot_size[rd], idx)
-        post = _moves(layout.slot_address[c][wr], elem_addr[draft.slot_elem[wr]], slot_size[wr], idx)
-        pre_x = exchange_stats(target, home[rd], draft.slot_tile[rd].astype(np.int64), slot_size[rd])
-        post_x = exchange_stats(target, draft.slot_tile[wr].astype(np.int64), home[wr], slot_size[wr])
+        all_rd, all_wr = bool(rd.all()), bool(wr.all())
+        home = elem_tile[draft.slot_elem]
+        pre_x = exchange_stats(target, home if all_rd else home[rd], draft.slot_tile if all_rd else
+                               draft.slot_tile[rd], slot_size if all_rd else slot_size[rd])
+        post_x = exchange_stats(target, draft.slot_tile if all_wr else draft.slot_tile[wr],
+                                home if all_wr else home[wr], slot_size if all_wr else slot_size[wr])
+        del home
+        slot_addr, slot_elem = layout.slot_address[c], draft.slot_elem
+        pre = _moves(rd, slot_size, lambda p: elem_addr[slot_elem[p]], lambda p: slot_addr[p], idx)
+        post = _moves(wr, slot_size, lambda p: slot_addr[p], lambda p: elem_addr[slot_elem[p]], idx)
+        layout.slot_address[c] = None  # type: ignore[call-overload]
+        del slot_addr, slot_size, slot_elem
         all_tiles = np.concatenate([b.tiles for b in draft.batches]) if draft.batches else np.zeros(0, np.int32)
         all_cycles = np.concatenate([b.cycles for b in draft.batches]) if draft.batches else np.zeros(0, np.int64)
         multi = np.concatenate([np.full(b.n, bool(b.codelet.multi_worker)) for b in draft.batches]) \
             if draft.batches else np.zeros(0, dtype=bool)
         tile_cycles = compute_cycles_by_tile(target, all_tiles, all_cycles, multi)
+        draft.field_slots = []
+        draft.slot_elem = draft.slot_tile = draft.slot_read = draft.slot_write = np.zeros(0, dtype=np.int64)
         compute_steps.append(ComputeStep(
             draft.name, batches, pre, post, tile_cycles, pre_x.sent, pre_x.received, post_x.sent,
             post_x.received, pre_x.total_bytes + post_x.total_bytes, pre_x.inter_ipu_bytes + post_x.inter_ipu_bytes,
@@ -157,7 +208,9 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
             remote = s_tile != d_tile
             x = exchange_stats(target, s_tile[remote], d_tile[remote], size[remote])
             local = local_copy_cycles_by_tile(target, d_tile[~remote], size[~remote])
-            moves = _moves(elem_addr[draft.src], elem_addr[draft.dst], size, idx)
+            src_ids, dst_ids = draft.src, draft.dst
+            moves = _moves(np.ones(src_ids.size, dtype=bool), size, lambda p: elem_addr[src_ids[p]],
+                           lambda p: elem_addr[dst_ids[p]], idx)
             copy_steps.append(CopyStep(draft.name, "copy", moves, empty, str(copy.source.dtype), "", x.sent,
                                        x.received, x.total_bytes, x.inter_ipu_bytes, 0, int(local.max(initial=0)),
                                        x.cycles, target.global_sync_cycles, 0))

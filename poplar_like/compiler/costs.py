@@ -45,10 +45,16 @@ def exchange_stats(target: Target, senders: np.ndarray, receivers: np.ndarray,
     T = target.num_tiles
     if senders.size == 0:
         return ExchangeStats.empty(T)
-    sent = np.bincount(senders, weights=nbytes, minlength=T).astype(np.int64)
-    received = np.bincount(receivers, weights=nbytes, minlength=T).astype(np.int64)
+    if bool((nbytes == nbytes[0]).all()):
+        sent = np.bincount(senders, minlength=T).astype(np.int64) * int(nbytes[0])
+        received = np.bincount(receivers, minlength=T).astype(np.int64) * int(nbytes[0])
+    else:
+        sent = np.bincount(senders, weights=nbytes, minlength=T).astype(np.int64)
+        received = np.bincount(receivers, weights=nbytes, minlength=T).astype(np.int64)
     per_tile = int(np.maximum(sent, received).max())
     cycles = -(-per_tile // target.exchange_bytes_per_cycle)
+    if target.num_ipus == 1:
+        return ExchangeStats(sent, received, int(nbytes.sum()), 0, int(cycles))
     ipu_s, ipu_r = senders // target.tiles_per_ipu, receivers // target.tiles_per_ipu
     cross = ipu_s != ipu_r
     inter = int(nbytes[cross].sum())

@@ -23,6 +23,7 @@ import numpy as np
 from ..codelet import SCALAR, VECTOR, VECTOR_LIST
 from ..graph import CONSTANT, Graph
 from ..target import Target
+from ..arrays import stable_order, unique_sorted
 from .liveness import Liveness, bits_to_mask, occupancy_matrix
 from .plan import ComputeDraft, CopyDraft
 
@@ -35,6 +36,9 @@ EXCHANGE_BYTES_PER_STEP = 12
 # pointer/size pair per vector) and 4 bytes per state field.
 EDGE_BYTES = {SCALAR: 4, VECTOR: 8}
 LIST_DESCRIPTOR_BYTES, LIST_ITEM_BYTES, STATE_FIELD_BYTES = 8, 8, 4
+
+# Elements processed at a time by the per-element passes (bounds their temporaries).
+CHUNK = 1 << 22
 
 CATEGORIES = ("control_code", "stack", "vertex_code", "vertex_state", "constants", "variables_always_live",
               "exchange_code", "exchange_buffers", "variables_not_always_live")
@@ -103,19 +107,62 @@ class _Pieces:
         """Give variable ``v``'s elements addresses from ``start[tile]`` on; returns its bytes by tile."""
         info = self.graph.variables[v]
         tiles = self.tiles_of(v)
-        sort_key = tiles.astype(np.uint16) if self.num_tiles <= 65536 else tiles
-        order = np.argsort(sort_key, kind="stable")
-        sorted_tiles = tiles[order]
         counts = np.bincount(tiles, minlength=self.num_tiles)
         first = np.cumsum(counts) - counts
-        rank = np.arange(tiles.size, dtype=np.int64) - first[sorted_tiles]
-        self.address[info.base + order] = start[sorted_tiles] + rank * info.dtype.itemsize
+        order = stable_order(tiles, self.num_tiles)
+        sorted_tiles = tiles if order is None else tiles[order]
+        # address = start[tile] + (rank of the element among the variable's elements on its tile) * itemsize,
+        # in chunks so the temporaries stay small on huge variables
+        for lo in range(0, tiles.size, CHUNK):
+            hi = min(lo + CHUNK, tiles.size)
+            part = sorted_tiles[lo:hi]
+            address = np.arange(lo, hi, dtype=np.int64)
+            address -= first[part]
+            address *= info.dtype.itemsize
+            address += start[part]
+            if order is None:
+                self.address[info.base + lo:info.base + hi] = address
+            else:
+                self.address[info.base + order[lo:hi]] = address
         nbytes = align(counts * info.dtype.itemsize, self.alignment)
         used = np.flatnonzero(nbytes)
         self.piece_var.append(np.full(used.size, v, dtype=np.int32))
         self.piece_tile.append(used.astype(np.int32))
         self.piece_bytes.append(nbytes[used])
         return nbytes
+
+
+def _count_pairs(senders: np.ndarray, receivers: np.ndarray, num_tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each tile, how many distinct tiles it sends to and receives from."""
+    if num_tiles <= 4096:
+        seen = np.zeros((num_tiles, num_tiles), dtype=bool)
+        seen[senders, receivers] = True
+        return seen.sum(axis=1), seen.sum(axis=0)
+    pairs = unique_sorted(senders.astype(np.int64) * num_tiles + receivers)
+    return np.bincount(pairs // num_tiles, minlength=num_tiles), np.bincount(pairs % num_tiles, minlength=num_tiles)
+
+
+def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph, num_tiles: int,
+                  alignment: int) -> tuple[np.ndarray, np.ndarray]:
+    """In-buffer offset of each slot (slots are sorted by tile, then element) and buffer bytes by tile."""
+    n = draft.slot_elem.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(num_tiles, dtype=np.int64)
+    sizes = itemsize_of_var[graph.variable_of(draft.slot_elem)]
+    per_tile = np.bincount(draft.slot_tile, weights=sizes, minlength=num_tiles).astype(np.int64)
+    first = np.cumsum(per_tile) - per_tile
+    if bool((sizes != sizes[0]).any()):
+        # bigger items first within a tile, so every item is aligned to its size
+        order = np.lexsort((draft.slot_elem, -sizes, draft.slot_tile))
+        offset = np.empty(n, dtype=np.int64)
+        csum = np.cumsum(sizes[order])
+        offset[order] = csum - sizes[order] - first[draft.slot_tile[order]]
+    else:
+        counts = np.bincount(draft.slot_tile, minlength=num_tiles)
+        offset = np.arange(n, dtype=np.int64)
+        offset -= (np.cumsum(counts) - counts)[draft.slot_tile]
+        offset *= int(sizes[0])
+    return offset, align(per_tile, alignment)
 
 
 def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list[ComputeDraft],
@@ -133,9 +180,9 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
     for draft in computes:
         for batch in draft.batches:
             cid = codelets.setdefault(batch.codelet, len(codelets))
-            keys.append(np.unique(batch.tiles).astype(np.int64) * max(1, 1 << 20) + cid)
+            keys.append(unique_sorted(batch.tiles).astype(np.int64) * (1 << 20) + cid)
     if keys:
-        pairs = np.unique(np.concatenate(keys))
+        pairs = unique_sorted(np.concatenate(keys))
         code_sizes = align(np.array([c.code_size for c in codelets], dtype=np.int64), a)
         cat["vertex_code"] = np.bincount(pairs >> 20, weights=code_sizes[pairs & ((1 << 20) - 1)],
                                          minlength=T).astype(np.int64)
@@ -151,7 +198,8 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
         all_bytes = np.concatenate(inst_bytes)
         per_tile = np.bincount(all_tiles, weights=all_bytes, minlength=T).astype(np.int64)
         cat["vertex_state"] = align(per_tile, a)
-        order = np.argsort(all_tiles.astype(np.uint16) if T <= 65536 else all_tiles, kind="stable")
+        order = stable_order(all_tiles, T)
+        order = np.arange(all_tiles.size) if order is None else order
         csum = np.cumsum(all_bytes[order])
         tile_first = np.cumsum(np.bincount(all_tiles, weights=all_bytes, minlength=T).astype(np.int64)) - per_tile
         inst_offset = np.empty_like(all_bytes)
@@ -175,25 +223,18 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
     for senders, receivers in pair_parts:
         if senders.size == 0:
             continue
-        pairs = np.unique(senders.astype(np.int64) * T + receivers)
-        sent = np.bincount(pairs // T, minlength=T)
-        received = np.bincount(pairs % T, minlength=T)
+        sent, received = _count_pairs(senders, receivers, T)
         cat["exchange_code"] += EXCHANGE_BYTES_PER_PAIR * (sent + received)
         cat["exchange_code"] += EXCHANGE_BYTES_PER_STEP * ((sent + received) > 0)
+    del pair_parts
     cat["exchange_code"] = align(cat["exchange_code"], a)
 
+    itemsize_of_var = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
     slot_offsets, buffer_sizes = [], []
     for draft in computes:
-        itemsize = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
-        sizes = itemsize[graph.variable_of(draft.slot_elem)] if draft.slot_elem.size else np.zeros(0, np.int64)
-        order = np.lexsort((draft.slot_elem, -sizes, draft.slot_tile))
-        csum = np.cumsum(sizes[order])
-        per_tile = np.bincount(draft.slot_tile, weights=sizes, minlength=T).astype(np.int64)
-        first = np.cumsum(per_tile) - per_tile
-        offset = np.empty_like(sizes)
-        offset[order] = csum - sizes[order] - first[draft.slot_tile[order]]
+        offset, per_tile = _slot_offsets(draft, itemsize_of_var, graph, T, a)
         slot_offsets.append(offset)
-        buffer_sizes.append(align(per_tile, a))
+        buffer_sizes.append(per_tile)
     cat["exchange_buffers"] = np.max(np.stack(buffer_sizes), axis=0) if buffer_sizes else cat["exchange_buffers"]
 
     # ---- variables: constants and always-live first (exclusive), sizes known now
@@ -252,8 +293,10 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
     tile_size = align(sum(cat.values()), a)
     tile_offsets = np.zeros(T + 1, dtype=np.int64)
     np.cumsum(tile_size, out=tile_offsets[1:])
-    slot_address = [tile_offsets[d.slot_tile] + region_start["exchange_buffers"][d.slot_tile] + off
-                    for d, off in zip(computes, slot_offsets, strict=True)]
+    slot_address = []
+    for draft, offset in zip(computes, slot_offsets, strict=True):
+        offset += (tile_offsets[:-1] + region_start["exchange_buffers"])[draft.slot_tile]
+        slot_address.append(offset)
     state_address: list[list[dict[str, np.ndarray]]] = []
     cursor = 0
     vs_start = region_start["vertex_state"]

@@ -4,7 +4,8 @@ For a compute set, every element a vertex reads or writes that lives on another 
 exchange *slot* on the vertex's tile: reads are copied into slots before compute, writes copied
 from slots to their owners after compute.  One slot serves every vertex of a tile that touches
 the element.  For a ``Copy`` program, elements move directly from source to destination.
-All of it is vectorised over elements.
+The liveness facts of each step (which variables it reads, writes, fully overwrites) are worked
+out here too, field by field, so no array of all ids is ever built.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import DataRaceError, FieldConnectionError
 from ..graph import CONSTANT, ComputeSet, Copy, Graph
+from ..arrays import present, unique_sorted
 from .batches import Batch, build_batches
 from .checks import check_data_races
 from .liveness import StepAccess, bitset
@@ -30,9 +32,8 @@ class ComputeDraft:
     slot_elem: np.ndarray  # (S,) element the slot mirrors
     slot_read: np.ndarray  # (S,) bool: copied in before compute
     slot_write: np.ndarray  # (S,) bool: copied out after compute
-    field_slots: list[dict[str, np.ndarray]] = field(default_factory=list)  # per batch: slot or -1
-    read_ids: np.ndarray | None = None
-    written_ids: np.ndarray | None = None
+    field_slots: list[dict[str, np.ndarray | None]] = field(default_factory=list)  # per batch: slot or -1
+    access: StepAccess = field(default_factory=StepAccess)
 
 
 @dataclass
@@ -44,47 +45,96 @@ class CopyDraft:
     stream: str = ""
 
 
-def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, checks: bool = True) -> ComputeDraft:
+class _AccessCounter:
+    """Accumulates which variables a step reads and writes, and how many elements of each."""
+
+    def __init__(self, graph: Graph, exact: bool) -> None:
+        self.graph = graph
+        self.v = len(graph.variables)
+        self.reads = np.zeros(self.v, dtype=bool)
+        self.written = np.zeros(self.v, dtype=np.int64)
+        self.exact = exact  # writes are known to be distinct (data-race check ran)
+        self.write_parts: list[np.ndarray] = []
+
+    def read(self, ids: np.ndarray) -> None:
+        single = self.graph.single_variable(ids)
+        if single is not None:
+            self.reads[single] = True
+        elif ids.size:
+            self.reads[np.bincount(self.graph.variable_of(ids), minlength=self.v) > 0] = True
+
+    def write(self, ids: np.ndarray) -> None:
+        if not self.exact:
+            self.write_parts.append(ids)
+            return
+        single = self.graph.single_variable(ids)
+        if single is not None:
+            self.written[single] += ids.size
+        elif ids.size:
+            self.written += np.bincount(self.graph.variable_of(ids), minlength=self.v)
+
+    def result(self, sizes: np.ndarray) -> StepAccess:
+        if not self.exact and self.write_parts:
+            distinct = present(np.concatenate(self.write_parts), self.graph.num_elements)
+            self.written = np.bincount(self.graph.variable_of(distinct), minlength=self.v)
+        touched = self.written > 0
+        full = touched & (self.written >= sizes) & (sizes > 0)
+        partial = touched & ~full
+        return StepAccess(reads=bitset(np.flatnonzero(self.reads | partial), self.v),
+                          writes=bitset(np.flatnonzero(touched), self.v), kills=bitset(np.flatnonzero(full), self.v))
+
+
+def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.ndarray,
+                 checks: bool = True) -> ComputeDraft:
     batches = build_batches(cs)
     if checks:
         check_data_races(graph, cs, batches)
-    keys, kinds, owners = [], [], []
     num_elements = max(graph.num_elements, 1)
+    counter = _AccessCounter(graph, exact=checks)
+    remote_masks: list[tuple[int, str, np.ndarray | None, np.ndarray]] = []
+    key_parts = []
     for b, batch in enumerate(batches):
         for name, ids in batch.edges.items():
             fld = batch.codelet.fields[name]
             flat = ids.reshape(batch.n, -1)
-            tiles = np.broadcast_to(batch.tiles[:, None].astype(np.int64), flat.shape)
-            key = tiles * num_elements + flat
-            remote = elem_tile[flat] != tiles
-            keys.append(np.where(remote, key, -1).reshape(-1))
-            kinds.append((fld.reads, fld.writes, flat.size))
-            owners.append((b, name))
-    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
-    remote_keys = np.unique(all_keys[all_keys >= 0])
+            if fld.reads:
+                counter.read(flat.reshape(-1))
+            if fld.writes:
+                counter.write(flat.reshape(-1))
+            remote = elem_tile[flat] != batch.tiles[:, None]
+            if not remote.any():
+                remote_masks.append((b, name, None, np.zeros(0, dtype=np.int64)))
+                continue
+            keys = np.broadcast_to(batch.tiles[:, None], flat.shape)[remote].astype(np.int64)
+            keys *= num_elements
+            keys += flat[remote]
+            key_parts.append(keys)
+            remote_masks.append((b, name, remote, keys))
+    remote_keys = unique_sorted(np.concatenate(key_parts)) if key_parts else np.zeros(0, dtype=np.int64)
     slot_tile = (remote_keys // num_elements).astype(np.int32)
     slot_elem = remote_keys % num_elements
     slot_read = np.zeros(remote_keys.size, dtype=bool)
     slot_write = np.zeros(remote_keys.size, dtype=bool)
-    field_slots: list[dict[str, np.ndarray]] = [dict() for _ in batches]
-    read_parts, write_parts = [], []
-    for key, (reads, writes, _), (b, name) in zip(keys, kinds, owners, strict=True):
-        slots = np.where(key >= 0, np.searchsorted(remote_keys, key), -1)
-        if reads:
-            slot_read[slots[slots >= 0]] = True
-        if writes:
-            slot_write[slots[slots >= 0]] = True
+    slot_dtype = np.int32 if remote_keys.size < 2 ** 31 else np.int64
+    field_slots: list[dict[str, np.ndarray | None]] = [dict() for _ in batches]
+    del key_parts
+    for b, name, remote, keys in remote_masks:
         batch = batches[b]
+        if remote is None:
+            field_slots[b][name] = None
+            continue
+        fld = batch.codelet.fields[name]
+        found = np.searchsorted(remote_keys, keys).astype(slot_dtype)
+        del keys
+        if fld.reads:
+            slot_read[found] = True
+        if fld.writes:
+            slot_write[found] = True
+        slots = np.full(remote.shape, -1, dtype=slot_dtype)
+        slots[remote] = found
         field_slots[b][name] = slots.reshape(batch.edges[name].shape)
-        flat = batch.edges[name].reshape(-1)
-        if reads:
-            read_parts.append(flat)
-        if writes:
-            write_parts.append(flat)
-    read_ids = np.concatenate(read_parts) if read_parts else np.zeros(0, dtype=np.int64)
-    written_ids = np.concatenate(write_parts) if write_parts else np.zeros(0, dtype=np.int64)
     return ComputeDraft(cs.name, batches, slot_tile, slot_elem, slot_read, slot_write, field_slots,
-                        read_ids, written_ids)
+                        counter.result(sizes))
 
 
 def plan_copy(graph: Graph, copy: Copy, index: int) -> CopyDraft:
@@ -108,29 +158,20 @@ def plan_copy(graph: Graph, copy: Copy, index: int) -> CopyDraft:
     return CopyDraft(name, kind, src, dst, stream)
 
 
+def access_of(graph: Graph, reads: np.ndarray | None, writes: np.ndarray | None, sizes: np.ndarray) -> StepAccess:
+    """Liveness facts of a step that reads and writes the given element ids (writes distinct)."""
+    counter = _AccessCounter(graph, exact=True)
+    if reads is not None and reads.size:
+        counter.read(reads)
+    if writes is not None and writes.size:
+        counter.write(writes)
+    return counter.result(sizes)
+
+
 def full_variables(graph: Graph, ids: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Indices of variables all of whose elements appear in ``ids``."""
     if ids.size == 0:
         return np.zeros(0, dtype=np.int64)
-    unique = np.unique(ids)
-    counts = np.bincount(graph.variable_of(unique), minlength=sizes.size)
+    distinct = present(ids, graph.num_elements)
+    counts = np.bincount(graph.variable_of(distinct), minlength=sizes.size)
     return np.flatnonzero((counts == sizes) & (sizes > 0))
-
-
-def touched_variables(graph: Graph, ids: np.ndarray) -> np.ndarray:
-    if ids.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(graph.variable_of(ids))
-
-
-def access_of(graph: Graph, reads: np.ndarray | None, writes: np.ndarray | None, sizes: np.ndarray) -> StepAccess:
-    """Liveness facts of a step that reads and writes the given element ids."""
-    v = sizes.size
-    read_vars = touched_variables(graph, reads) if reads is not None else np.zeros(0, dtype=np.int64)
-    if writes is None or writes.size == 0:
-        return StepAccess(reads=bitset(read_vars, v))
-    written = touched_variables(graph, writes)
-    full = full_variables(graph, writes, sizes)
-    partial = np.setdiff1d(written, full)
-    return StepAccess(reads=bitset(np.union1d(read_vars, partial), v), writes=bitset(written, v),
-                      kills=bitset(full, v))

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..compiler import Executable, compile_graph
+from ..arrays import unique_sorted
 from ..compiler.lowering import (BRANCH, COPY, END, EXECUTE, JUMP, LOOP, PRINT, SET, STREAM_IN, STREAM_OUT,
                                  UNDEF)
 from ..dtypes import poplar_name
@@ -33,6 +34,13 @@ def launched_by_mpi() -> bool:
         if value and value.isdigit() and int(value) > 1:
             return True
     return False
+
+
+def _distinct(ids: np.ndarray) -> bool:
+    """True if no element id repeats (cheap for the common increasing case)."""
+    if ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return True
+    return unique_sorted(ids).size == ids.size
 
 
 class Engine:
@@ -94,7 +102,7 @@ class Engine:
         ids = tensor.ids
         if ids.size and (ids.min() < 0 or ids.max() >= exe.element_address.size):
             raise TensorError(f"{what}: tensor {tensor.name!r} does not belong to this executable's graph")
-        variables = np.unique(exe.variable_of(ids.reshape(-1))) if ids.size else []
+        variables = unique_sorted(exe.variable_of(ids.reshape(-1))) if ids.size else []
         for v in variables:
             if np.dtype(exe.variables[v]["dtype"]) != tensor.dtype:
                 raise TensorError(f"{what}: tensor {tensor.name!r} does not match this executable's variables")
@@ -126,7 +134,7 @@ class Engine:
             raise TensorError(f"write_tensor({name!r}): cannot write {array.dtype} values into a "
                               f"{poplar_name(dtype)} tensor")
         flat_ids = ids.reshape(-1)
-        if np.unique(flat_ids).size != flat_ids.size:
+        if not _distinct(flat_ids):
             raise TensorError(f"write_tensor({name!r}): the view repeats elements, so the write is ambiguous")
         addresses = self.executable.element_address[flat_ids]
         self.backend.write_bytes(addresses, dtype, array.reshape(-1).astype(dtype))

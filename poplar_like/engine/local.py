@@ -78,7 +78,7 @@ def _locate_failure(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex],
     """Re-run the batch tile by tile (error path only) to name the tile whose vertex raised."""
     base = np.arange(batch.tiles.size)[rows] if rows is not None else np.arange(batch.tiles.size)
     failing = int(tiles[0]) if tiles.size else -1
-    for tile in np.unique(tiles).tolist():
+    for tile in sorted(set(tiles.tolist())):
         subset = base[tiles == tile]
         try:
             args = {name: memory.view(f.type.dtype)[

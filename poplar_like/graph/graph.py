@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..arrays import unique_sorted
 from ..codelet import Vertex, check_codelet
 from ..dtypes import as_dtype, poplar_name
 from ..errors import (DTypeError, FieldConnectionError, GraphError, InvalidTileError, StreamError,
@@ -180,7 +181,7 @@ class Graph:
 
     def _grow(self, needed: int) -> None:
         if needed > self._elem_tile.size:
-            grown = np.full(max(needed, 2 * self._elem_tile.size), -1, dtype=np.int32)
+            grown = np.full(max(needed, self._elem_tile.size * 5 // 4), -1, dtype=np.int32)
             grown[:self._num_elements] = self._elem_tile[:self._num_elements]
             self._elem_tile = grown
 
@@ -202,8 +203,15 @@ class Graph:
         """Variable index of each element id."""
         return np.searchsorted(self.variable_bases(), ids, side="right") - 1
 
+    def single_variable(self, ids: np.ndarray) -> int | None:
+        """The variable holding all of ``ids`` if it is one variable (a cheap min/max test), else None."""
+        if ids.size == 0:
+            return None
+        low, high = self.variable_of(np.array([ids.min(), ids.max()]))
+        return int(low) if low == high else None
+
     def variables_of(self, ids: np.ndarray) -> list[int]:
-        return np.unique(self.variable_of(np.asarray(ids).reshape(-1))).tolist()
+        return unique_sorted(self.variable_of(np.asarray(ids).reshape(-1))).tolist()
 
     def describe_element(self, element_id: int) -> str:
         """``'v1[2, 3]'``: how messages name one element."""
