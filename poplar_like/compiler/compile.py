@@ -159,6 +159,17 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
     idx = np.int32 if layout.tile_offsets[-1] < 2 ** 31 else np.int64
 
     say("resolving addresses and estimating cycles")
+    keys: dict[type, str] = {}
+    for draft in computes:
+        for batch in draft.batches:
+            if batch.codelet not in keys:
+                key = batch.codelet.path()
+                taken = set(keys.values())
+                n = 2
+                while key in taken:
+                    key = f"{batch.codelet.path()}#{n}"
+                    n += 1
+                keys[batch.codelet] = key
     compute_steps = []
     for c, draft in enumerate(computes):
         batches = []
@@ -170,7 +181,7 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
                                             size, idx)
             state = {name: (layout.state_address[c][b][name] // batch.codelet.fields[name].type.dtype.itemsize)
                      .astype(idx) for name in batch.state}
-            batches.append(BatchPlan(batch.codelet.path(), batch.tiles, fields, state, batch.cycles,
+            batches.append(BatchPlan(keys[batch.codelet], batch.tiles, fields, state, batch.cycles,
                                      bool(batch.codelet.multi_worker)))
         slot_size = itemsize_of_var[graph.variable_of(draft.slot_elem)] if draft.slot_elem.size \
             else np.zeros(0, dtype=np.int64)
@@ -246,11 +257,6 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
                 init_words.setdefault(str(dt), []).append(compute_steps[c].batches[b].state[name].astype(np.int64))
                 init_values.setdefault(str(dt), []).append(values)
 
-    codelets = {}
-    for draft in computes:
-        for batch in draft.batches:
-            codelets[batch.codelet.path()] = int(batch.codelet.code_size)
-
     exe = Executable(
         target=target,
         variables=[{"name": v.name, "dtype": str(v.dtype), "shape": list(v.shape), "base": v.base,
@@ -274,8 +280,9 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
         pieces=layout.pieces,
         graph_stats={"variables": num_vars, "vertices": graph.num_vertices(), "edges": graph.num_edges(),
                      "compute_sets": len(graph.compute_sets), "programs": len(programs)},
-        codelets=codelets,
+        codelets={key: int(cls.code_size) for cls, key in keys.items()},
         allow_out_of_memory=allow_out_of_memory,
+        codelet_classes={key: cls for cls, key in keys.items()},
     )
     _check_capacity(exe)
     say(f"done: {exe.graph_stats['vertices']:,} vertices, {exe.memory_bytes:,} bytes of tile memory")

@@ -130,6 +130,8 @@ class Executable:
     allow_out_of_memory: bool = False
     tiles_over_capacity: list[int] = field(default_factory=list)
     oom_message: str = ""
+    #: the codelet classes compiled in this process, by key (never saved: a file names codelets by path)
+    codelet_classes: dict = field(default_factory=dict, repr=False, compare=False, metadata={"transient": True})
 
     # ------------------------------------------------------------------ facts
     @property
@@ -224,7 +226,8 @@ def _to_plain(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
         return {"__array__": key}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {"__type__": type(obj).__name__,
-                **{f.name: _to_plain(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)}}
+                **{f.name: _to_plain(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)
+                   if not f.metadata.get("transient")}}
     if isinstance(obj, dict):
         return {"__dict__": [[_to_plain(k, arrays), _to_plain(v, arrays)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):

@@ -1,8 +1,10 @@
 """``pl.Engine``: compiles (or takes) an executable and runs its programs.
 
 The engine interprets the bytecode the same way on every backend: the local backend holds all
-tiles in this process; the MPI backend spreads them over ranks.  Host I/O (``write_tensor``,
-``read_tensor``, streams, ``PrintTensor``) looks the same from the script either way.
+tiles in this process; the MPI backend spreads them over ranks, every rank running this same
+loop (SPMD).  Host I/O (``write_tensor``, ``read_tensor``, streams, ``PrintTensor``) looks the
+same from the script either way: the host is rank 0, and what it decides (an address list, an
+error) reaches the other ranks through ``backend.on_host``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..compiler import Executable, compile_graph
 from ..arrays import unique_sorted
+from ..compiler import Executable, compile_graph
 from ..compiler.lowering import (BRANCH, COPY, END, EXECUTE, JUMP, LOOP, PRINT, SET, STREAM_IN, STREAM_OUT,
                                  UNDEF)
 from ..dtypes import poplar_name
-from ..errors import (EngineError, GraphError, OutOfMemoryError, StreamError, TensorError, TensorNotLiveError)
+from ..errors import EngineError, OutOfMemoryError, StreamError, TensorError, TensorNotLiveError
 from ..graph import Graph, Program, Tensor
 from .local import LocalBackend
 
@@ -48,7 +50,8 @@ class Engine:
 
     ``Engine(graph, program_or_programs, ...)`` compiles; ``Engine(executable)`` runs a compiled
     or loaded executable.  ``backend`` is ``"auto"`` (MPI when launched as several MPI ranks),
-    ``"local"`` or ``"mpi"``.
+    ``"local"`` or ``"mpi"``.  Under MPI the script runs on every rank; the graph is compiled
+    once, on rank 0, and each rank receives only its own tiles.
     """
 
     def __init__(self, graph: Graph | Executable, programs: Program | list[Program] | None = None, *,
@@ -62,23 +65,26 @@ class Engine:
         if isinstance(graph, Executable):
             if programs is not None:
                 raise EngineError("Engine(executable) takes no programs: they were compiled into it")
-            exe_maker: Callable[[], Executable] = lambda: graph  # noqa: E731
+            loaded = graph
+            make: Callable[[], Executable] = lambda: loaded  # noqa: E731
         elif isinstance(graph, Graph):
             if programs is None:
                 raise EngineError("Engine(graph, programs): give the program (or list of programs) to run")
             self.graph = graph
-            exe_maker = lambda: compile_graph(graph, programs, allow_out_of_memory=allow_out_of_memory,  # noqa
-                                              checks=checks, progress=progress)
+            source = graph
+
+            def make() -> Executable:
+                return compile_graph(source, programs, allow_out_of_memory=allow_out_of_memory,  # type: ignore
+                                     checks=checks, progress=progress)
         else:
             raise EngineError(f"Engine needs a pl.Graph or a pl.Executable, got {type(graph).__name__}")
         if backend == "mpi":
             from .mpi import MPIBackend  # lazily: only MPI runs import mpi4py
 
-            self.backend: Any = MPIBackend.create(exe_maker, comm)
-            self.executable: Executable = self.backend.exe
+            self.backend: Any = MPIBackend.create(make, comm)
         else:
-            self.executable = exe_maker()
-            self.backend = LocalBackend(self.executable)
+            self.backend = LocalBackend(make())
+        self.executable: Executable = self.backend.exe
         exe = self.executable
         self._streams: dict[str, np.ndarray] = {}
         self._cursors: dict[str, int] = {}
@@ -88,6 +94,23 @@ class Engine:
         self.last_program: int | None = None
         self._temporaries = np.zeros(len(exe.variables), dtype=bool)
         self._temporaries[exe.temporaries] = True
+
+    @property
+    def is_host(self) -> bool:
+        """True on the process that holds host data (rank 0 under MPI): print from here."""
+        return bool(self.backend.is_host)
+
+    @property
+    def rank(self) -> int:
+        return int(self.backend.rank)
+
+    @property
+    def num_ranks(self) -> int:
+        return int(self.backend.size)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
 
     # ================================================================ host I/O
     def _resolve(self, tensor: Tensor | str, what: str) -> tuple[np.ndarray, np.dtype, str]:
@@ -122,31 +145,38 @@ class Engine:
                 "pl.PrintTensor, or remove its WriteUndef.")
 
     def write_tensor(self, tensor: Tensor | str, values: object) -> None:
-        """Write host data into a tensor view; the shape must match exactly."""
-        ids, dtype, name = self._resolve(tensor, "write_tensor")
-        self._check_live(ids, name, "write_tensor")
-        array = np.asarray(values)
-        if array.shape != ids.shape:
-            raise TensorError(f"write_tensor({name!r}): values have shape {array.shape} but the tensor has shape "
-                              f"{ids.shape}; no broadcasting is done")
-        if not np.can_cast(array.dtype, dtype, casting="same_kind") and not (
-                array.dtype.kind in "iub" and dtype.kind in "iuf"):
-            raise TensorError(f"write_tensor({name!r}): cannot write {array.dtype} values into a "
-                              f"{poplar_name(dtype)} tensor")
-        flat_ids = ids.reshape(-1)
-        if not _distinct(flat_ids):
-            raise TensorError(f"write_tensor({name!r}): the view repeats elements, so the write is ambiguous")
-        addresses = self.executable.element_address[flat_ids]
-        self.backend.write_bytes(addresses, dtype, array.reshape(-1).astype(dtype))
+        """Write host data into a tensor view; the shape must match exactly (rank 0's data under MPI)."""
+        def prepare() -> tuple[Any, Any]:
+            ids, dtype, name = self._resolve(tensor, "write_tensor")
+            self._check_live(ids, name, "write_tensor")
+            array = np.asarray(values)
+            if array.shape != ids.shape:
+                raise TensorError(f"write_tensor({name!r}): values have shape {array.shape} but the tensor has "
+                                  f"shape {ids.shape}; no broadcasting is done")
+            if not np.can_cast(array.dtype, dtype, casting="same_kind") and not (
+                    array.dtype.kind in "iub" and dtype.kind in "iuf"):
+                raise TensorError(f"write_tensor({name!r}): cannot write {array.dtype} values into a "
+                                  f"{poplar_name(dtype)} tensor")
+            flat_ids = ids.reshape(-1)
+            if not _distinct(flat_ids):
+                raise TensorError(f"write_tensor({name!r}): the view repeats elements, so the write is ambiguous")
+            addresses = self.executable.element_address[flat_ids]
+            return (addresses, array.reshape(-1).astype(dtype)), str(dtype)
+
+        payload, dtype = self.backend.on_host(prepare)
+        addresses, flat = payload if payload is not None else (None, None)
+        self.backend.write_bytes(addresses, np.dtype(dtype), flat)
 
     def read_tensor(self, tensor: Tensor | str) -> np.ndarray:
-        """A copy of a tensor view's current value, shaped like it."""
-        ids, dtype, name = self._resolve(tensor, "read_tensor")
-        self._check_live(ids, name, "read_tensor")
-        values = self.backend.read_bytes(self.executable.element_address[ids.reshape(-1)], dtype)
-        if values is None:  # MPI rank other than the host
-            return np.zeros(ids.shape, dtype=dtype)
-        return np.asarray(values).reshape(ids.shape).copy()
+        """A copy of a tensor view's current value, shaped like it (on every rank under MPI)."""
+        def prepare() -> tuple[Any, Any]:
+            ids, dtype, name = self._resolve(tensor, "read_tensor")
+            self._check_live(ids, name, "read_tensor")
+            return self.executable.element_address[ids.reshape(-1)], (str(dtype), ids.shape)
+
+        addresses, (dtype, shape) = self.backend.on_host(prepare)
+        values = self.backend.read_bytes(addresses, np.dtype(dtype))
+        return self.backend.share(np.asarray(values).reshape(shape).copy() if values is not None else None)
 
     def connect_stream(self, name: str, buffer: np.ndarray) -> None:
         """Attach a host buffer to a stream; copies walk it circularly, ``num_elements`` at a time."""
@@ -162,69 +192,80 @@ class Engine:
         if buffer.dtype != np.dtype(step.dtype):
             raise StreamError(f"connect_stream({name!r}): the stream carries {poplar_name(np.dtype(step.dtype))} "
                               f"but the buffer is {buffer.dtype}")
-        per_copy = step.words.size
+        per_copy = _stream_elements(step)
         if buffer.size == 0 or buffer.size % per_copy:
             raise StreamError(f"connect_stream({name!r}): the buffer has {buffer.size} elements, expected a "
                               f"positive multiple of the {per_copy} elements each copy moves")
         if step.kind == "stream_out" and not buffer.flags.writeable:
             raise StreamError(f"connect_stream({name!r}): the device writes into this buffer; it is read-only")
-        self._streams[name] = buffer.reshape(-1) if buffer.flags.c_contiguous else buffer
+        if not buffer.flags.c_contiguous:
+            raise StreamError(f"connect_stream({name!r}): the buffer must be C-contiguous (the device reads and "
+                              "writes it in place)")
+        self._streams[name] = buffer.reshape(-1)
         self._cursors[name] = 0
 
     def _stream_chunk(self, name: str, count: int) -> tuple[np.ndarray, slice]:
-        if name not in self._streams:
-            raise StreamError(f"stream {name!r} is not connected; call engine.connect_stream({name!r}, buffer)")
         buffer = self._streams[name]
         start = self._cursors[name]
         self._cursors[name] = (start + count) % buffer.size
         return buffer, slice(start, start + count)
 
+    def _check_before_run(self, program: int) -> None:
+        exe = self.executable
+        if not 0 <= program < exe.num_programs:
+            raise EngineError(f"run({program}): the engine has {exe.num_programs} program(s) "
+                              f"(0..{exe.num_programs - 1})")
+        if exe.tiles_over_capacity:
+            raise OutOfMemoryError(exe.oom_message, exe.tiles_over_capacity)
+        pc = exe.entries[program]
+        while exe.code[pc, 0] != END:
+            if exe.code[pc, 0] in (STREAM_IN, STREAM_OUT):
+                name = exe.copies[int(exe.code[pc, 1])].stream
+                if name not in self._streams:
+                    raise StreamError(f"program {program} copies through stream {name!r}, which is not connected; "
+                                      f"call engine.connect_stream({name!r}, buffer) first")
+            pc += 1
+
     # ================================================================ running
     def run(self, program: int = 0) -> None:
         """Run program ``program`` (an index into the list the engine was built with)."""
+        self.backend.on_host(lambda: (self._check_before_run(program), None))
         exe = self.executable
-        if not 0 <= program < exe.num_programs:
-            raise EngineError(f"run({program}): the engine has {exe.num_programs} program(s) (0..{exe.num_programs - 1})")
-        if exe.tiles_over_capacity:
-            raise OutOfMemoryError(exe.oom_message, exe.tiles_over_capacity)
         start = time.perf_counter()
         code = exe.code.tolist()
         counters = [0] * max(1, exe.num_counters)
         executions, seconds = self.executions, self.step_seconds
-        backend = self.backend
+        backend, host = self.backend, self.backend.is_host
         pc = exe.entries[program]
         while True:
             op, a, b = code[pc]
             executions[pc] += 1
             t0 = time.perf_counter()
             if op == EXECUTE:
-                backend.execute(exe.computes[a])
+                backend.execute(a)
             elif op == COPY:
-                backend.copy(exe.copies[a].moves)
+                backend.copy(a)
             elif op == STREAM_IN:
                 step = exe.copies[a]
                 values = None
-                if backend.is_host:
-                    buffer, where = self._stream_chunk(step.stream, step.words.size)
+                if host:
+                    buffer, where = self._stream_chunk(step.stream, _stream_elements(step))
                     values = buffer[where]
-                elif step.stream not in self._streams:
-                    self._stream_chunk(step.stream, step.words.size)
-                backend.write_words(step.dtype, step.words, values)
+                backend.stream_in(a, values)
             elif op == STREAM_OUT:
                 step = exe.copies[a]
-                values = backend.read_words(step.dtype, step.words)
-                if backend.is_host:
-                    buffer, where = self._stream_chunk(step.stream, step.words.size)
+                values = backend.stream_out(a)
+                if host:
+                    buffer, where = self._stream_chunk(step.stream, _stream_elements(step))
                     buffer[where] = values
             elif op == PRINT:
                 step = exe.prints[a]
-                values = backend.read_words(step.dtype, step.words)
-                if backend.is_host:
+                values = backend.print_values(a)
+                if host:
                     text = np.array2string(np.asarray(values).reshape(step.shape), max_line_width=100)
-                    backend.host_print(f"{step.title}: {text}")
+                    print(f"{step.title}: {text}", flush=True)
             elif op == BRANCH:
-                pred = exe.predicates[a]
-                if not backend.read_predicate(pred.dtype, pred.word):
+                if not backend.predicate(a):
                     pc = b
                     continue
             elif op == SET:
@@ -247,14 +288,13 @@ class Engine:
         self.runs.append({"program": program, "seconds": time.perf_counter() - start})
 
     def profile(self) -> Any:
-        """The report: memory, graph, exchange and cycles; execution counts after runs."""
+        """The report: memory, graph, exchange and cycles; execution counts after runs.
+
+        Under MPI every rank must call it (it gathers per-rank timings); all get the same report.
+        """
         from ..profile import Profile
 
         return Profile.from_engine(self)
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
 
     def close(self) -> None:
         self.backend.close()
@@ -266,3 +306,5 @@ class Engine:
         self.close()
 
 
+def _stream_elements(step: Any) -> int:
+    return int(step.host_bytes // np.dtype(step.dtype).itemsize)

@@ -7,10 +7,12 @@ handful of numpy gathers, one codelet call per batch, and scatters.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from ..codelet import INPUT, STATE, Vertex, resolve_codelet
-from ..compiler.executable import BatchPlan, ComputeStep, Executable, Moves
+from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
 
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -40,7 +42,8 @@ class TileMemory:
 
 
 def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
-    return {path: resolve_codelet(path) for path in exe.codelets}
+    """The executable's codelet classes: those it was compiled with, else imported by path."""
+    return {key: exe.codelet_classes.get(key) or resolve_codelet(key.split("#")[0]) for key in exe.codelets}
 
 
 def run_batch(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex], step_name: str,
@@ -93,7 +96,7 @@ def _locate_failure(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex],
 
 
 class LocalBackend:
-    """Runs every tile in this process."""
+    """Runs every tile in this process; it is also the host."""
 
     name = "local"
     rank = 0
@@ -107,37 +110,50 @@ class LocalBackend:
         for dtype, words in exe.init_words.items():
             self.memory.view(dtype)[words] = exe.init_values[dtype]
 
-    # ---- supersteps
-    def execute(self, step: ComputeStep) -> None:
+    # ---- supersteps (by step index)
+    def execute(self, index: int) -> None:
+        step = self.exe.computes[index]
         self.memory.apply(step.pre)
         for batch in step.batches:
             run_batch(self.memory, batch, self.codelets[batch.codelet], step.name)
         self.memory.apply(step.post)
 
-    def copy(self, moves: Moves) -> None:
-        self.memory.apply(moves)
+    def copy(self, index: int) -> None:
+        self.memory.apply(self.exe.copies[index].moves)
+
+    def stream_in(self, index: int, values: np.ndarray | None) -> None:
+        step = self.exe.copies[index]
+        self.memory.view(step.dtype)[step.words] = values
+
+    def stream_out(self, index: int) -> np.ndarray | None:
+        step = self.exe.copies[index]
+        return self.memory.view(step.dtype)[step.words]
+
+    def print_values(self, index: int) -> np.ndarray | None:
+        step = self.exe.prints[index]
+        return self.memory.view(step.dtype)[step.words]
+
+    def predicate(self, index: int) -> bool:
+        pred = self.exe.predicates[index]
+        return bool(self.memory.view(pred.dtype)[pred.word] != 0)
 
     # ---- host side
-    def write_words(self, dtype: str, words: np.ndarray, values: np.ndarray | None) -> None:
-        self.memory.view(dtype)[words] = values
+    def on_host(self, prepare: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any]:
+        """Run ``prepare`` on the host; it returns (payload for the host, facts for every rank)."""
+        return prepare()
 
-    def read_words(self, dtype: str, words: np.ndarray) -> np.ndarray | None:
-        return self.memory.view(dtype)[words]
-
-    def read_predicate(self, dtype: str, word: int) -> bool:
-        return bool(self.memory.view(dtype)[word] != 0)
-
-    def write_bytes(self, addresses: np.ndarray, dtype: np.dtype, values: np.ndarray | None) -> None:
+    def write_bytes(self, addresses: np.ndarray | None, dtype: np.dtype, values: np.ndarray | None) -> None:
         self.memory.view(dtype)[addresses // dtype.itemsize] = values
 
-    def read_bytes(self, addresses: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
+    def read_bytes(self, addresses: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
         return self.memory.view(dtype)[addresses // dtype.itemsize]
 
-    def host_print(self, text: str) -> None:
-        print(text, flush=True)
+    def host_report(self) -> dict:
+        return {"backend": "local", "ranks": 1}
 
-    def barrier_error(self, exc: BaseException) -> None:  # pragma: no cover - local: nothing to tell
-        raise exc
+    def share(self, value: Any) -> Any:
+        """The host's value on every rank (nothing to do in one process)."""
+        return value
 
     def close(self) -> None:
         pass

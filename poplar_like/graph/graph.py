@@ -7,6 +7,7 @@ Python call per element or per vertex beyond what the user asks for one at a tim
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -397,6 +398,9 @@ class Graph:
             raise FieldConnectionError(f"field {field.name!r} of {block.vertex_name(row)} is already connected "
                                        f"with shape {current.shape[1:]}")
         else:
+            if current.base is not None or not current.flags.writeable:
+                # the ids are a view of the tensor first connected: never write through it
+                current = block.edges[field.name] = current.copy()
             current[row] = ids[0]
 
     def set_initial_value(self, field: FieldRef, value: object) -> None:
@@ -471,7 +475,7 @@ def _shape_tuple(shape: Sequence[int] | int, who: str) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     try:
-        shp = tuple(int(s) for s in shape)
+        shp = tuple(operator.index(s) for s in shape)
     except TypeError as exc:
         raise TensorError(f"{who}: shape {shape!r} is not a sequence of ints") from exc
     if any(s < 0 for s in shp):

@@ -18,9 +18,11 @@ class Profile:
     ``profile.data`` is the plain dict; ``profile["memory"]`` indexes it.
     """
 
-    def __init__(self, data: dict[str, Any], matrices: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, data: dict[str, Any], matrices: dict[str, np.ndarray] | None = None,
+                 is_host: bool = True) -> None:
         self.data = data
         self.matrices = matrices or {}
+        self.is_host = is_host
 
     @classmethod
     def from_executable(cls, exe: Executable) -> "Profile":
@@ -29,10 +31,16 @@ class Profile:
 
     @classmethod
     def from_engine(cls, engine: Any) -> "Profile":
-        exe = engine.executable
-        host = getattr(engine.backend, "host_report", lambda: {"backend": "local", "ranks": 1})()
-        data = build_profile(exe, engine.executions, engine.step_seconds, engine.runs, host)
-        return cls(data, step_tile_matrices(exe))
+        """The profile of an engine's executable and runs (under MPI: built on rank 0, shared)."""
+        host = engine.backend.host_report()
+        if engine.is_host:
+            exe = engine.executable
+            data = build_profile(exe, engine.executions, engine.step_seconds, engine.runs, host)
+            matrices = step_tile_matrices(exe)
+        else:
+            data, matrices = None, {}
+        data = engine.backend.share(data)
+        return cls(data, matrices, is_host=engine.is_host)
 
     @classmethod
     def load(cls, path: str) -> "Profile":
@@ -61,8 +69,11 @@ class Profile:
         return json.dumps(self.data, indent=indent)
 
     def save(self, path: str) -> None:
-        """Write the JSON file and, beside it, the ``.npz`` of per-step-per-tile matrices."""
-        save_profile(self.data, self.matrices, path)
+        """Write the JSON file and, beside it, the ``.npz`` of per-step-per-tile matrices.
+
+        Under MPI only rank 0 writes (every rank holds the same report)."""
+        if self.is_host:
+            save_profile(self.data, self.matrices, path)
 
     def __str__(self) -> str:
         return self.summary()
