@@ -158,6 +158,11 @@ class Engine:
                 raise TensorError(f"write_tensor({name!r}): cannot write {array.dtype} values into a "
                                   f"{poplar_name(dtype)} tensor")
             flat_ids = ids.reshape(-1)
+            constants = [v for v in unique_sorted(self.executable.variable_of(flat_ids)).tolist()
+                         if self.executable.variables[v]["kind"] == "constant"] if flat_ids.size else []
+            if constants:
+                raise TensorError(f"write_tensor({name!r}): {self.executable.variables[constants[0]]['name']!r} "
+                                  "is a constant; constants are set when the graph is built (add_constant)")
             if not _distinct(flat_ids):
                 raise TensorError(f"write_tensor({name!r}): the view repeats elements, so the write is ambiguous")
             addresses = self.executable.element_address[flat_ids]
@@ -212,6 +217,8 @@ class Engine:
 
     def _check_before_run(self, program: int) -> None:
         exe = self.executable
+        if isinstance(program, (bool, np.bool_)) or not isinstance(program, (int, np.integer)):
+            raise EngineError(f"run({program!r}): the program is chosen by its index, an int")
         if not 0 <= program < exe.num_programs:
             raise EngineError(f"run({program}): the engine has {exe.num_programs} program(s) "
                               f"(0..{exe.num_programs - 1})")
@@ -284,6 +291,7 @@ class Engine:
                 raise EngineError(f"corrupt executable: unknown instruction {op} at {pc}")
             seconds[pc] += time.perf_counter() - t0
             pc += 1
+        backend.end_run()
         self.last_program = program
         self.runs.append({"program": program, "seconds": time.perf_counter() - start})
 

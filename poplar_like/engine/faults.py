@@ -42,7 +42,7 @@ def abort(exc: BaseException | None = None, message: str = "") -> None:
     if rank != 0 or mirrored:
         time.sleep(_HOST_GRACE_SECONDS)
     if not mirrored:
-        text = message or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc else message
+        text = message or (_describe(exc) if exc is not None else "")
         sys.stderr.write(f"poplar_like: rank {rank} failed; ending every rank.\n{text}")
         sys.stderr.flush()
     sys.stdout.flush()
@@ -52,6 +52,16 @@ def abort(exc: BaseException | None = None, message: str = "") -> None:
         (_comm or MPI.COMM_WORLD).Abort(1)
     finally:  # pragma: no cover - Abort does not return
         os._exit(1)
+
+
+def _describe(exc: BaseException) -> str:
+    """The traceback, once: for an error that wraps another (a codelet's), the inner frames (where
+    the codelet raised) and then the wrapping message, which already quotes the inner one."""
+    cause = exc.__cause__
+    if cause is not None and str(cause) in str(exc):
+        frames = traceback.format_tb(cause.__traceback__)
+        return "Traceback (most recent call last):\n" + "".join(frames) + f"{type(exc).__name__}: {exc}\n"
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _hook(exc_type: type, exc: BaseException, tb: Any) -> None:

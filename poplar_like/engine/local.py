@@ -155,5 +155,8 @@ class LocalBackend:
         """The host's value on every rank (nothing to do in one process)."""
         return value
 
+    def end_run(self) -> None:
+        """Nothing to synchronise in one process."""
+
     def close(self) -> None:
         pass

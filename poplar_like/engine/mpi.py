@@ -257,6 +257,12 @@ class MPIBackend:
                 "imbalance": float(compute.max() / compute.mean()) if compute.mean() > 0 else 1.0,
                 "bytes_between_ranks": self.rank_bytes}
 
+    def end_run(self) -> None:
+        """The run's final sync: no rank leaves a run that failed on another rank."""
+        t0 = time.perf_counter()
+        self._wait(self.comm.Ibarrier())
+        self.seconds["waiting"] += time.perf_counter() - t0
+
     def close(self) -> None:
         pass
 

@@ -337,13 +337,18 @@ class Graph:
         cs = self._own_cs(cs)
         codelet = check_codelet(codelet)
         vertex = VertexRef(cs._new_block(codelet, 1), 0)
-        for name, value in (connections or {}).items():
-            if codelet.fields.get(name) is not None and not codelet.fields[name].is_edge:
-                self.set_initial_value(vertex[name], value)
-            else:
-                self.connect(vertex[name], value)
-        if tile is not None:
-            self.set_tile_mapping(vertex, tile)
+        try:
+            for name, value in (connections or {}).items():
+                if codelet.fields.get(name) is not None and not codelet.fields[name].is_edge:
+                    self.set_initial_value(vertex[name], value)
+                else:
+                    self.connect(vertex[name], value)
+            if tile is not None:
+                self.set_tile_mapping(vertex, tile)
+        except Exception:  # a failed add leaves no half-connected vertex behind
+            cs.blocks.pop()
+            cs.num_vertices -= 1
+            raise
         return vertex
 
     def add_vertices(self, cs: ComputeSet, codelet: type[Vertex], fields: dict[str, Tensor],

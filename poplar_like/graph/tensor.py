@@ -9,6 +9,7 @@ ever copied, never data.
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
@@ -81,7 +82,12 @@ class Tensor:
     def slice(self, begin: int | Sequence[int], end: int | Sequence[int], dim: int = 0) -> "Tensor":
         """Elements ``[begin, end)`` along ``dim``; or, with sequences, one range per dimension."""
         if isinstance(begin, Iterable) or isinstance(end, Iterable):
-            begins, ends = list(begin), list(end)  # type: ignore[arg-type]
+            who = f"tensor {self.name!r}: slice"
+            if not (isinstance(begin, Iterable) and isinstance(end, Iterable)):
+                raise TensorError(f"{who}: give begin and end both as ints or both as sequences, got "
+                                  f"{begin!r} and {end!r}")
+            begins = [_int(b, who) for b in begin]  # type: ignore[union-attr]
+            ends = [_int(e, who) for e in end]  # type: ignore[union-attr]
             if len(begins) != len(ends) or len(begins) > self.rank:
                 raise TensorError(f"tensor {self.name!r}: slice bounds {begins}..{ends} do not fit shape {self.shape}")
             key = tuple(slice(b, e) for b, e in zip(begins, ends, strict=True))
@@ -89,8 +95,9 @@ class Tensor:
                 self._check_range(b, e, d)
             return self[key]
         d = self._axis(dim)
-        self._check_range(int(begin), int(end), d)
-        key = (slice(None),) * d + (slice(int(begin), int(end)),)
+        begin, end = _int(begin, f"tensor {self.name!r}: slice"), _int(end, f"tensor {self.name!r}: slice")
+        self._check_range(begin, end, d)
+        key = (slice(None),) * d + (slice(begin, end),)
         return self[key]
 
     def _check_range(self, begin: int, end: int, dim: int) -> None:
@@ -104,8 +111,8 @@ class Tensor:
         return dim % self.rank
 
     def reshape(self, *shape: int | Sequence[int]) -> "Tensor":
-        new_shape = _shape_arg(shape)
-        if int(np.prod(new_shape, dtype=np.int64)) != self.numel:
+        new_shape = _shape_arg(shape, f"tensor {self.name!r}: reshape")
+        if any(s < 0 for s in new_shape) or int(np.prod(new_shape, dtype=np.int64)) != self.numel:
             raise TensorError(f"tensor {self.name!r}: cannot reshape {self.shape} ({self.numel} elements) "
                               f"into {new_shape}")
         return self._view(self.ids.reshape(new_shape), f"{self.name}.reshape{new_shape}")
@@ -135,6 +142,7 @@ class Tensor:
         """Repeat the tensor ``n`` times along ``dim`` (Poplar's ``broadcast``): a size-1 dimension
         becomes size ``n``, a size-k dimension size ``k * n`` (the whole tensor repeated)."""
         d = self._axis(dim)
+        n = _int(n, f"tensor {self.name!r}: broadcast count")
         if n < 1:
             raise TensorError(f"tensor {self.name!r}: broadcast count must be >= 1, got {n}")
         if self.shape[d] == 1:
@@ -161,6 +169,8 @@ class Tensor:
             axes = tuple(i for i, s in enumerate(self.shape) if s == 1)
         else:
             axes = tuple(self._axis(d) for d in dims)
+            if len(set(axes)) != len(axes):
+                raise TensorError(f"tensor {self.name!r}: squeeze names a dimension twice: {list(dims)}")
             bad = [a for a in axes if self.shape[a] != 1]
             if bad:
                 raise TensorError(f"tensor {self.name!r}: dimensions {bad} of shape {self.shape} are not size 1")
@@ -169,6 +179,7 @@ class Tensor:
     def sub_sample(self, stride: int, dim: int) -> "Tensor":
         """Every ``stride``-th element along ``dim``."""
         d = self._axis(dim)
+        stride = _int(stride, f"tensor {self.name!r}: sub_sample stride")
         if stride < 1:
             raise TensorError(f"tensor {self.name!r}: sub_sample stride must be >= 1, got {stride}")
         key = (slice(None),) * d + (slice(None, None, stride),)
@@ -196,10 +207,11 @@ def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise TensorError("concat needs at least one tensor")
-    first = tensors[0]
-    for t in tensors[1:]:
+    for t in tensors:
         if not isinstance(t, Tensor):
             raise TensorError(f"concat: {t!r} is not a tensor")
+    first = tensors[0]
+    for t in tensors[1:]:
         if t.graph is not first.graph:
             raise TensorError(f"concat: tensors {first.name!r} and {t.name!r} belong to different graphs")
         if t.dtype != first.dtype:
@@ -217,10 +229,18 @@ def concat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return Tensor(first.graph, first.dtype, ids, label)
 
 
-def _shape_arg(shape: tuple) -> tuple[int, ...]:
+def _shape_arg(shape: tuple, who: str) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    return tuple(_int(s, who) for s in shape)
+
+
+def _int(value: object, who: str) -> int:
+    """``value`` as an int; floats and other non-integers are an error, never truncated."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TensorError(f"{who}: expected an int, got {value!r}") from None
 
 
 def _key_text(key: object) -> str:

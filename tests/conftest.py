@@ -1,0 +1,38 @@
+"""Small shared fixtures and helpers of the test suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import poplar_like as pl
+
+NUM_TILES = 4
+
+
+def make_target(tiles: int = NUM_TILES) -> pl.Target:
+    """A small ipu2 target with ``tiles`` tiles."""
+    return pl.IPUModel("ipu2", tiles_per_ipu=tiles).create_device().target
+
+
+@pytest.fixture
+def target() -> pl.Target:
+    """A 4-tile ipu2 target."""
+    return make_target()
+
+
+@pytest.fixture
+def graph(target: pl.Target) -> pl.Graph:
+    """An empty graph on a 4-tile ipu2 target."""
+    return pl.Graph(target)
+
+
+def map_evenly(graph: pl.Graph, tensor: pl.Tensor) -> np.ndarray:
+    """Map a tensor's elements (in flattened order) evenly over all tiles of the graph's target,
+    element by element, whatever its size (``map_tensor_linearly`` would keep small tensors on
+    tile 0).  Returns the per-element tile array, shaped like the tensor."""
+    num_tiles = graph.target.num_tiles
+    n = tensor.numel
+    tiles = (np.arange(n, dtype=np.int64) * num_tiles // max(n, 1)).astype(np.int32).reshape(tensor.shape)
+    graph.set_tile_mapping(tensor, tiles)
+    return tiles
