@@ -50,6 +50,7 @@ class MPIBackend:
         comm = comm or MPI.COMM_WORLD
         faults.install(comm)
         rank, size = comm.Get_rank(), comm.Get_size()
+        polite = size > (os.cpu_count() or 1)
         if rank == 0:
             try:
                 exe = make()
@@ -59,16 +60,21 @@ class MPIBackend:
                 payload = _codelet_payload(exe)
                 rank_bytes = _rank_bytes(parts)
             except BaseException as exc:
+                _polite_wait(comm.Ibarrier(), polite)
                 comm.bcast(("error", exc), root=0)
                 raise
+            _polite_wait(comm.Ibarrier(), polite)
             comm.bcast(("ok", None), root=0)
             for r in range(1, size):
                 comm.send((parts[r], shell, payload, rank_bytes), dest=r, tag=11)
                 parts[r] = None  # type: ignore[call-overload]
             return cls(comm, exe, parts[0], load_codelets(exe), rank_bytes)
+        _polite_wait(comm.Ibarrier(), polite)  # the host compiles meanwhile: do not spin on its cores
         status, exc = comm.bcast(None, root=0)
         if status == "error":
             raise faults.mark_mirrored(exc)
+        while polite and not comm.Iprobe(source=0, tag=11):
+            time.sleep(0.005)
         part, shell, payload, rank_bytes = comm.recv(source=0, tag=11)
         return cls(comm, shell, part, _receive_codelets(shell, payload), rank_bytes)
 
@@ -95,11 +101,7 @@ class MPIBackend:
 
     # ---------------------------------------------------------------- helpers
     def _wait(self, request: Any) -> None:
-        if self.poll <= 0:
-            request.Wait()
-            return
-        while not request.Test():
-            time.sleep(self.poll)
+        _polite_wait(request, self.poll > 0, self.poll)
 
     def _exchange(self, x: RankExchange) -> None:
         t0 = time.perf_counter()
@@ -265,6 +267,16 @@ class MPIBackend:
 
     def close(self) -> None:
         pass
+
+
+def _polite_wait(request: Any, polite: bool, interval: float = 0.005) -> None:
+    """Wait for a non-blocking MPI request; with more ranks than cores, sleep between tests instead
+    of letting MPI spin on a core another rank needs."""
+    if not polite:
+        request.Wait()
+        return
+    while not request.Test():
+        time.sleep(interval)
 
 
 def _rank_bytes(parts: list[RankPart]) -> dict[str, list[int]]:

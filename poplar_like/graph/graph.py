@@ -136,7 +136,9 @@ class Graph:
         self.compute_sets: list[ComputeSet] = []
         self.streams: dict[str, DataStream] = {}
         self._num_elements = 0
-        self._elem_tile = np.full(1024, -1, dtype=np.int32)
+        # tile of every element; int16 while tile numbers fit (a 16-IPU ipu2 has 23,552 tiles)
+        self._tile_dtype = np.int16 if target.num_tiles < 2 ** 15 else np.int32
+        self._elem_tile = np.full(1024, -1, dtype=self._tile_dtype)
         self._bases: np.ndarray | None = None
 
     # ================================================================ variables
@@ -177,12 +179,14 @@ class Graph:
         self._grow(self._num_elements + size)
         self._num_elements += size
         self._bases = None
-        ids = np.arange(info.base, info.base + size, dtype=np.int64).reshape(shp)
+        # int32 ids while the graph is small enough: half the memory of every id array
+        id_dtype = np.int32 if info.base + size < 2 ** 31 else np.int64
+        ids = np.arange(info.base, info.base + size, dtype=id_dtype).reshape(shp)
         return Tensor(self, dtype, ids, name)
 
     def _grow(self, needed: int) -> None:
         if needed > self._elem_tile.size:
-            grown = np.full(max(needed, self._elem_tile.size * 5 // 4), -1, dtype=np.int32)
+            grown = np.full(max(needed, self._elem_tile.size * 5 // 4), -1, dtype=self._tile_dtype)
             grown[:self._num_elements] = self._elem_tile[:self._num_elements]
             self._elem_tile = grown
 
@@ -288,7 +292,7 @@ class Graph:
         if len(mapping) > self.target.num_tiles:
             raise InvalidTileError(f"tensor {tensor.name!r}: the mapping lists {len(mapping)} tiles but the target "
                                    f"has {self.target.num_tiles}")
-        tiles = np.full(tensor.numel, -1, dtype=np.int32)
+        tiles = np.full(tensor.numel, -1, dtype=self._tile_dtype)
         for tile, intervals in enumerate(mapping):
             for interval in intervals:
                 begin, end = (int(x) for x in interval)

@@ -54,7 +54,7 @@ class Program:
 def _tensor_key(t: Tensor | DataStream) -> tuple:
     if isinstance(t, DataStream):
         return ("stream", t.name)
-    return ("tensor", id(t.graph), t.shape, t.ids.tobytes())
+    return ("tensor", id(t.graph), t.shape, t.ids.astype(np.int64).tobytes())
 
 
 def _as_program(p: object, who: str) -> Program:
