@@ -20,6 +20,8 @@ All functions take scalars or arrays (broadcast together) and return int64 array
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from poplar_like.dtypes import BOOL, FLOAT, HALF, INT, UNSIGNED_INT, as_dtype
@@ -169,30 +171,38 @@ def dot_cycles(length: object, dtype: object) -> np.ndarray:
     return loop_cycles(length, dtype, 1, DOT_OVERHEAD)
 
 
-def matmul_macs_per_cycle(dtype: object, out_dtype: object | None = None) -> int:
-    """AMP multiply-accumulates per tile cycle for ``dtype`` inputs and ``out_dtype`` partials."""
+def matmul_macs_per_cycle(dtype: object, out_dtype: object | None = None, target: Any = None) -> int:
+    """AMP multiply-accumulates per tile cycle for ``dtype`` inputs and ``out_dtype`` partials.
+
+    From the target's FLOP rates when one is given (a MAC is two FLOPs; half inputs with float
+    partials run at half the half rate), else ipu2's table above."""
     key = (as_dtype(dtype), as_dtype(dtype if out_dtype is None else out_dtype))
-    try:
+    if key not in AMP_MACS_PER_TILE_CYCLE:
+        raise KeyError(f"no AMP rate for {key[0]} inputs with {key[1]} partials")
+    if target is None:
         return AMP_MACS_PER_TILE_CYCLE[key]
-    except KeyError:
-        raise KeyError(f"no AMP rate for {key[0]} inputs with {key[1]} partials") from None
+    if key == (FLOAT, FLOAT):
+        return max(1, target.fp32_flops_per_cycle // 2)
+    return max(1, target.fp16_flops_per_cycle // (2 if key == (HALF, HALF) else 4))
 
 
 def matmul_cycles(m: object, k: object, n: object, dtype: object,
-                  out_dtype: object | None = None) -> np.ndarray:
+                  out_dtype: object | None = None, target: Any = None) -> np.ndarray:
     """One worker's share of an (m x k) @ (k x n) multiply-accumulate (MatMulPartial).
 
-    The tile's AMP does ``matmul_macs_per_cycle`` MACs per tile cycle.  Spread over the 6 workers,
-    each worker issues ``m*k*n / 6`` MACs at ``rate`` per issue; the cost model multiplies worker
-    cycles by 6, giving back ``m*k*n / rate`` tile cycles at peak.
+    The tile's AMP does ``matmul_macs_per_cycle`` MACs per tile cycle.  Spread over the workers,
+    each worker issues ``m*k*n / workers`` MACs at ``rate`` per issue; the cost model multiplies
+    worker cycles by the worker count, giving back ``m*k*n / rate`` tile cycles at peak.
     """
     macs = (np.asarray(m, dtype=np.int64) * np.asarray(k, dtype=np.int64)
             * np.asarray(n, dtype=np.int64))
-    rate = matmul_macs_per_cycle(dtype, out_dtype) * NUM_WORKERS
+    workers = NUM_WORKERS if target is None else target.num_worker_contexts
+    rate = matmul_macs_per_cycle(dtype, out_dtype, target) * workers
     return np.int64(MATMUL_OVERHEAD) + _ceil_div(macs, rate)
 
 
 def matmul_tile_cycles(m: object, k: object, n: object, dtype: object,
-                       out_dtype: object | None = None) -> np.ndarray:
+                       out_dtype: object | None = None, target: Any = None) -> np.ndarray:
     """Tile cycles of one MatMulPartial instance: all workers busy for ``matmul_cycles``."""
-    return NUM_WORKERS * matmul_cycles(m, k, n, dtype, out_dtype)
+    workers = NUM_WORKERS if target is None else target.num_worker_contexts
+    return workers * matmul_cycles(m, k, n, dtype, out_dtype, target)

@@ -86,8 +86,8 @@ def _build_matmul(dt: np.dtype, out_dt: np.dtype) -> type[Vertex]:
                 acc += np.matmul(lhs, rhs).reshape(size, gm * gn)
             out[rows] = acc
 
-    def cycles(m, k, n):
-        return costs.matmul_cycles(m, k, n, dt, out_dt)
+    def cycles(m, k, n, target):
+        return costs.matmul_cycles(m, k, n, dt, out_dt, target)
 
     fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)), "out": InOut(Vector(out_dt)),
               "m": State(UNSIGNED_INT), "k": State(UNSIGNED_INT), "n": State(UNSIGNED_INT)}

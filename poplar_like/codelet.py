@@ -7,8 +7,9 @@ A codelet declares its fields (edges to tensor regions, or scalar vertex state) 
   ``(n, length)``, a ``VectorList`` field ``(n, count, length)``.  Outputs are filled in place.
   Inputs are read-only arrays, so a codelet that writes one fails loudly.
 * ``cycles(**sizes)``: the per-instance cycle estimate, vectorised, from field sizes
-  (``<field>_length`` for vectors, ``<field>_count``/``<field>_length`` for vector lists) and
-  vertex state values (by field name).  Omitting it is allowed only if every vertex gets a
+  (``<field>_length`` for vectors, ``<field>_count``/``<field>_length`` for vector lists),
+  vertex state values (by field name) and, if it asks for it, ``target`` (the
+  :class:`~poplar_like.target.Target`, as Poplar hands its perf estimators).  Omitting it is allowed only if every vertex gets a
   ``graph.set_perf_estimate``; a missing estimate is an error, never a silent zero.
 * ``code_size``: bytes of code on each tile that runs the codelet.
 
@@ -195,11 +196,11 @@ def _check_compute_signature(cls: type[Vertex]) -> None:
 
 
 def _check_cycles_signature(cls: type[Vertex]) -> None:
-    allowed = cls.size_arguments()
+    allowed = cls.size_arguments() | {"target"}
     params = list(inspect.signature(cls.cycles).parameters)
     unknown = [p for p in params if p not in allowed]
     if unknown:
-        raise TypeError(f"codelet {cls.__name__}: cycles takes field sizes and state values "
+        raise TypeError(f"codelet {cls.__name__}: cycles takes field sizes and state values (and target) "
                         f"{sorted(allowed)}; unknown parameters {unknown}")
 
 
@@ -231,10 +232,12 @@ def resolve_codelet(path: str) -> type[Vertex]:
     return check_codelet(obj)
 
 
-def estimate_cycles(codelet: type[Vertex], sizes: dict[str, np.ndarray], n: int) -> np.ndarray:
+def estimate_cycles(codelet: type[Vertex], sizes: dict[str, np.ndarray], n: int,
+                    target: Any = None) -> np.ndarray:
     """Call a codelet's vectorised estimate with only the arguments it declares; int64 (n,)."""
     params = inspect.signature(codelet.cycles).parameters  # type: ignore[arg-type]
-    result = codelet.cycles(**{p: sizes[p] for p in params})  # type: ignore[misc]
+    given = {**sizes, "target": target}
+    result = codelet.cycles(**{p: given[p] for p in params})  # type: ignore[misc]
     cycles = np.asarray(result, dtype=np.float64)
     if cycles.ndim == 0:
         cycles = np.full(n, float(cycles))

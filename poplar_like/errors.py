@@ -79,5 +79,5 @@ class CodeletError(EngineError):
 
 
 class TensorNotLiveError(EngineError):
-    """The host read a variable whose value was declared dead (``WriteUndef``) at the end of the
-    program that ran last, so its memory may hold another variable."""
+    """The host read or wrote a temporary: a variable that every program writes before reading and
+    declares dead (``WriteUndef``) before it ends, so its memory is shared with other variables."""

@@ -20,13 +20,13 @@ import numpy as np
 from .dtypes import as_dtype
 from .errors import GraphError
 
-# name -> (tiles per IPU, bytes per tile, clock Hz, fp32 FLOP/cycle/tile, fp16 FLOP/cycle/tile,
-#          inter-IPU bytes per second per IPU)
+# Per preset: tiles per IPU, bytes per tile, clock (Hz), fp32/fp16 FLOP per cycle per tile, and
+# ipu_link_bytes_per_second = the aggregate inter-IPU bandwidth of one IPU (all its IPU-Links).
 _PRESETS: dict[str, dict[str, float]] = {
-    # Mk1 GC2: 1,216 tiles x 256 KiB, 1.6 GHz, 16/64 FLOP per cycle [J, D]; 10 IPU-Links, of which
-    # a C2 card joins its two IPUs by 3 links of 64 GB/s [D] -> 64 GB/s usable per link.
+    # Mk1 GC2: 1,216 tiles x 256 KiB, 1.6 GHz, 16/64 FLOP per cycle [J, D]; 10 IPU-Links and two
+    # PCIe Gen4 x16, 384 GB/s of I/O in all [D]: 384 - 64 (PCIe) = 320 GB/s over the links.
     "ipu1": dict(tiles_per_ipu=1216, memory_bytes_per_tile=262_144, tile_clock_frequency=1.6e9,
-                 fp32_flops_per_cycle=16, fp16_flops_per_cycle=64, ipu_link_bytes_per_second=64e9),
+                 fp32_flops_per_cycle=16, fp16_flops_per_cycle=64, ipu_link_bytes_per_second=320e9),
     # Mk2 GC200: 1,472 tiles x 638,976 B (the OOM message of tut4), 1.325 GHz (POD64 datasheet
     # 15.978 PF / 64 IPUs / 1472 / 128) [D, T]; 10 IPU-Links totalling 320 GB/s [D].
     "ipu2": dict(tiles_per_ipu=1472, memory_bytes_per_tile=638_976, tile_clock_frequency=1.325e9,
@@ -139,7 +139,8 @@ class IPUModel:
     data_path_width_bits: int = 64
     # Supervisor/vertex launch overhead, basicOpSupervisorOverhead() = 11 cycles [P].
     vertex_launch_cycles: int = 11
-    # Fixed cost of entering a compute set on a tile (control code, worker rendezvous).
+    # Fixed cost of entering a compute set on a tile (control code, worker rendezvous).  No public
+    # figure exists; 20 cycles is our assumption, of the order of PopLibs' per-vertex overheads.
     compute_set_overhead_cycles: int = 20
     # Stack per worker context: the TF profile log shows 3,168 B of stack per tile = 6 x 528 [T].
     stack_bytes_per_worker: int = 528

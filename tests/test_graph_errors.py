@@ -889,7 +889,7 @@ def test_compute_naming_a_non_field_is_refused() -> None:
 
 
 def test_cycles_with_unknown_parameter_is_refused() -> None:
-    with pytest.raises(TypeError, match=r"codelet Bad: cycles takes field sizes and state values \['inp_length'\]; "
+    with pytest.raises(TypeError, match=r"codelet Bad: cycles takes field sizes and state values \(and target\) \['inp_length', 'target'\]; "
                                         r"unknown parameters \['out_length'\]"):
         class Bad(pl.Vertex):
             inp = pl.Input(pl.Vector(pl.FLOAT))

@@ -106,7 +106,7 @@ def build_batches(cs: ComputeSet) -> list[Batch]:
         numbers = ordered(lambda b: np.arange(b.first, b.first + b.n))
         n = tiles.size
         if codelet.cycles is not None:
-            cycles = estimate_cycles(codelet, sizes_of(codelet, edges, state, n), n)
+            cycles = estimate_cycles(codelet, sizes_of(codelet, edges, state, n), n, cs.graph.target)
         else:
             cycles = np.zeros(n, dtype=np.int64)
         if any(b.perf is not None for b in blocks):

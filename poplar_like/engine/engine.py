@@ -273,6 +273,7 @@ class Engine:
                     print(f"{step.title}: {text}", flush=True)
             elif op == BRANCH:
                 if not backend.predicate(a):
+                    seconds[pc] += time.perf_counter() - t0
                     pc = b
                     continue
             elif op == SET:
