@@ -36,3 +36,10 @@ def map_evenly(graph: pl.Graph, tensor: pl.Tensor) -> np.ndarray:
     tiles = (np.arange(n, dtype=np.int64) * num_tiles // max(n, 1)).astype(np.int32).reshape(tensor.shape)
     graph.set_tile_mapping(tensor, tiles)
     return tiles
+
+
+# The compiler's checker (tile-local access, exchange bounds, no two live variables at one address)
+# runs after every compilation in the tests.
+import poplar_like.compiler.verify as _verify  # noqa: E402
+
+_verify.ENABLED = True

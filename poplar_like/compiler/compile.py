@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import OutOfMemoryError, ProgramError
 from ..graph import CONSTANT, Graph, Program
 from .checks import check_variables_mapped
+from . import verify as verifier
 from .costs import (ExchangeStats, compute_cycles_by_tile, exchange_stats, host_cycles,
                     local_copy_cycles_by_tile)
 from .executable import BatchPlan, ComputeStep, CopyStep, Executable, Moves, Predicate, PrintStep
@@ -99,13 +100,15 @@ def _field_words(elem_addr: np.ndarray, ids: np.ndarray, slots: np.ndarray | Non
 
 
 def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_of_memory: bool = False,
-                  checks: bool = True, progress: bool | Callable[[str], None] | None = None) -> Executable:
+                  checks: bool = True, progress: bool | Callable[[str], None] | None = None,
+                  verify: bool | None = None) -> Executable:
     """Compile a graph and its programs (Poplar's ``compileGraph``).
 
     ``allow_out_of_memory`` completes compilation of a graph that does not fit (the profile marks
     the tiles over capacity and running refuses).  ``checks`` runs the data-race checker between
     passes (on by default; it is vectorised but costs time on huge graphs).  ``progress`` prints
-    stage messages (default: on for graphs of 100,000 vertices or more).
+    stage messages (default: on for graphs of 100,000 vertices or more).  ``verify`` runs the
+    checker of compiler/verify.py on the result (default: ``verify.ENABLED``, on in the tests).
     """
     if isinstance(programs, Program):
         programs = [programs]
@@ -284,6 +287,9 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
         allow_out_of_memory=allow_out_of_memory,
         codelet_classes={key: cls for cls, key in keys.items()},
     )
+    if verify if verify is not None else verifier.ENABLED:
+        say("verifying the executable")
+        verifier.verify(exe, liveness)
     _check_capacity(exe)
     say(f"done: {exe.graph_stats['vertices']:,} vertices, {exe.memory_bytes:,} bytes of tile memory")
     return exe

@@ -1,0 +1,115 @@
+"""The checker between compiler passes: the executable keeps the machine's rules.
+
+* tile-local access: every word a vertex touches during compute lies in its own tile's memory;
+* exchange bounds: every move reads and writes inside the backing store, and a move's ends are
+  where the plan says (pre-exchange writes land on the vertex's tile);
+* no two variables at one address while both are live: always-live items never overlap anything,
+  and temporaries overlap only temporaries they never share an instruction with.
+
+It costs a sort of every element address, so it is off by default and switched on in the test
+suite (``tests/conftest.py`` sets ``ENABLED``), like JAX's ``enable_checks``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codelet import resolve_codelet
+from ..errors import GraphError
+from .executable import Executable, Moves
+from .liveness import Liveness, bits_to_mask
+
+#: Run the checker after every compile_graph (tests switch it on).
+ENABLED = False
+
+
+class VerificationError(GraphError):
+    """The compiler produced an executable that breaks the machine's rules (a compiler bug)."""
+
+
+def verify(exe: Executable, liveness: Liveness) -> None:
+    _check_tile_local(exe)
+    _check_moves(exe)
+    _check_addresses(exe, liveness)
+
+
+def _check_tile_local(exe: Executable) -> None:
+    for step in exe.computes:
+        for batch in step.batches:
+            codelet = exe.codelet_classes.get(batch.codelet) or resolve_codelet(batch.codelet.split("#")[0])
+            low = exe.tile_offsets[batch.tiles]
+            high = exe.tile_offsets[batch.tiles + 1]
+            for name, words in {**batch.fields, **batch.state}.items():
+                size = codelet.fields[name].type.dtype.itemsize
+                addr = words.reshape(batch.tiles.size, -1).astype(np.int64) * size
+                bad = (addr < low[:, None]) | (addr + size > high[:, None])
+                if bad.any():
+                    row = int(np.argwhere(bad)[0][0])
+                    raise VerificationError(f"compute set {step.name!r}: field {name!r} of a {codelet.__name__} vertex "
+                                            f"on tile {int(batch.tiles[row])} reaches outside its tile's memory")
+
+
+def _check_moves(exe: Executable) -> None:
+    total = exe.memory_bytes
+    for what, moves in ([(f"compute set {s.name!r} in", s.pre) for s in exe.computes]
+                        + [(f"compute set {s.name!r} out", s.post) for s in exe.computes]
+                        + [(f"copy {c.name!r}", c.moves) for c in exe.copies]):
+        _check_bounds(what, moves, total)
+    for step in exe.computes:
+        for size, dst in step.pre.dst.items():
+            tiles = np.searchsorted(exe.tile_offsets, dst.astype(np.int64) * size, side="right") - 1
+            receivers = np.bincount(tiles, minlength=exe.target.num_tiles) * size
+            if not np.array_equal(receivers, step.pre_received) and len(step.pre.dst) == 1:
+                raise VerificationError(f"compute set {step.name!r}: the incoming exchange lands on other tiles "
+                                        "than its plan says")
+
+
+def _check_bounds(what: str, moves: Moves, total: int) -> None:
+    for size in moves.src:
+        for end, words in (("source", moves.src[size]), ("destination", moves.dst[size])):
+            if words.size and (int(words.min()) < 0 or (int(words.max()) + 1) * size > total):
+                raise VerificationError(f"{what} exchange: a {end} lies outside tile memory")
+
+
+def _check_addresses(exe: Executable, liveness: Liveness) -> None:
+    """Sort every element's byte range; overlaps are allowed only between non-interfering temporaries."""
+    num_vars = len(exe.variables)
+    starts, ends, owners = [], [], []
+    for v, info in enumerate(exe.variables):
+        ids = exe.variable_ids(v).reshape(-1)
+        if ids.size == 0:
+            continue
+        addr = exe.element_address[ids]
+        starts.append(addr)
+        ends.append(addr + np.dtype(info["dtype"]).itemsize)
+        owners.append(np.full(addr.size, v, dtype=np.int32))
+    if not starts:
+        return
+    start, end, owner = np.concatenate(starts), np.concatenate(ends), np.concatenate(owners)
+    order = np.argsort(start, kind="stable")
+    start, end, owner = start[order], end[order], owner[order]
+    # an element overlaps the next one in address order if it ends after the next one starts
+    reach = np.maximum.accumulate(end)
+    clash = np.flatnonzero(start[1:] < reach[:-1]) + 1
+    if clash.size == 0:
+        return
+    temporaries = bits_to_mask(liveness.shareable, num_vars)
+    occupancy = [bits_to_mask(o, num_vars) for o in liveness.occupancy]
+    checked: set[tuple[int, int]] = set()
+    for i in clash.tolist():
+        j = i - 1  # the element before may not be the one reaching this far; find one that does
+        while j >= 0 and end[j] <= start[i]:
+            j -= 1
+        a, b = int(owner[j]), int(owner[i])
+        if a == b:
+            raise VerificationError(f"two elements of variable {exe.variables[a]['name']!r} share an address")
+        pair = (min(a, b), max(a, b))
+        if pair in checked:
+            continue
+        checked.add(pair)
+        if not (temporaries[a] and temporaries[b]):
+            raise VerificationError(f"variables {exe.variables[a]['name']!r} and {exe.variables[b]['name']!r} share "
+                                    "memory although one of them is always live")
+        if any(o[a] and o[b] for o in occupancy):
+            raise VerificationError(f"temporaries {exe.variables[a]['name']!r} and {exe.variables[b]['name']!r} share "
+                                    "memory while both are live")
