@@ -43,3 +43,13 @@ def map_evenly(graph: pl.Graph, tensor: pl.Tensor) -> np.ndarray:
 import poplar_like.compiler.verify as _verify  # noqa: E402
 
 _verify.ENABLED = True
+
+# Under mpirun every rank must draw the same examples: tests/test_mpi.py runs the property test
+# with POPLAR_LIKE_HYPOTHESIS_PROFILE=mpi (derandomised, no example database).
+import os  # noqa: E402
+
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("mpi", derandomize=True, database=None, print_blob=False)
+if os.environ.get("POPLAR_LIKE_HYPOTHESIS_PROFILE"):
+    _settings.load_profile(os.environ["POPLAR_LIKE_HYPOTHESIS_PROFILE"])

@@ -61,7 +61,7 @@ def test_bit_identical_to_local(case: str, ranks: int, tmp_path, local_results) 
 def test_random_graphs_match_numpy_under_mpi() -> None:
     """The hypothesis property test of the core, derandomised so every rank draws the same graphs."""
     result = run_mpi(3, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(HERE, "test_property.py"),
-                     env={"POPLAR_LIKE_HYPOTHESIS_PROFILE": "mpi"}, timeout=600)
+                     env={"POPLAR_LIKE_HYPOTHESIS_PROFILE": "mpi", "PROPERTY_EXAMPLES": "300"}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

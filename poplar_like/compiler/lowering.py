@@ -105,7 +105,10 @@ def lower(graph: Graph, programs: list[Program]) -> Lowered:
             out.undefs.append(p)
             emit(UNDEF, len(out.undefs) - 1)
         elif isinstance(p, Repeat):
-            if p.count == 0:
+            if p.count == 0:  # never runs, but is compiled (and checked) like any other code
+                skip = emit(JUMP, -1)
+                visit(p.body)
+                out.code[skip][1] = len(out.code)
                 return
             counter = out.num_counters
             out.num_counters += 1

@@ -104,15 +104,18 @@ class MPIBackend:
         _polite_wait(request, self.poll > 0, self.poll)
 
     def _exchange(self, x: RankExchange) -> None:
+        """Every source is read before any destination is written (a copy may overlap itself):
+        pack what goes to other ranks, then do the local moves, then receive."""
         t0 = time.perf_counter()
-        self.memory.apply(x.local)
         if not x.active:
+            self.memory.apply(x.local)
             self.seconds["compute"] += time.perf_counter() - t0
             return
         send = np.empty(int(x.send_counts.sum()), dtype=np.uint8)
         recv = np.empty(int(x.recv_counts.sum()), dtype=np.uint8)
         for s, words in x.send_words.items():
             send.view(RAW[s])[x.send_pos[s]] = self.memory.raw(s)[words]
+        self.memory.apply(x.local)
         t1 = time.perf_counter()
         self._wait(self.comm.Ibarrier())
         t2 = time.perf_counter()

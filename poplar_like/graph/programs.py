@@ -48,7 +48,7 @@ class Program:
         return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash(self.head())
+        return hash((type(self).__name__, self._key()))
 
 
 def _tensor_key(t: Tensor | DataStream) -> tuple:

@@ -104,7 +104,9 @@ def control_flow(backend: str = "auto") -> dict[str, np.ndarray]:
         pl.Copy(inp, x), pl.Copy(counter_in, counter),
         pl.Repeat(2, pl.Sequence([pl.Execute(add_xy), pl.Copy(acc, y)])),
         pl.RepeatWhileTrue(pl.Execute(test_cs), flag, loop_body),
-        pl.Execute(reduce_cs), pl.PrintTensor("total", total), pl.Copy(acc, out),
+        pl.Execute(reduce_cs), pl.PrintTensor("total", total),
+        pl.Copy(acc[0:60], acc[4:64]),  # overlaps itself across tiles and ranks: read all, then write
+        pl.Copy(acc, out),
     ])
     engine = pl.Engine(graph, [program, pl.Sequence([pl.Copy(inp, x), pl.Execute(add_xy)])], backend=backend)
     x_host = (np.arange(3 * n, dtype=np.float32).reshape(3, n) % 7 - 3) / 4
