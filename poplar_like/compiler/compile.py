@@ -284,6 +284,7 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
         graph_stats={"variables": num_vars, "vertices": graph.num_vertices(), "edges": graph.num_edges(),
                      "compute_sets": len(graph.compute_sets), "programs": len(programs)},
         codelets={key: int(cls.code_size) for cls, key in keys.items()},
+        ops=[dict(record) for record in graph.op_records],
         allow_out_of_memory=allow_out_of_memory,
         codelet_classes={key: cls for cls, key in keys.items()},
     )

@@ -127,6 +127,7 @@ class Executable:
     pieces: dict[str, np.ndarray]  # variable pieces: var, tile, bytes
     graph_stats: dict[str, int]
     codelets: dict[str, int]  # codelet path -> code size
+    ops: list[dict] = field(default_factory=list)  # the graph's op records (poplar_like.ops), JSON-able
     allow_out_of_memory: bool = False
     tiles_over_capacity: list[int] = field(default_factory=list)
     oom_message: str = ""

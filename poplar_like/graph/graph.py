@@ -135,6 +135,9 @@ class Graph:
         self.variables: list[VariableInfo] = []
         self.compute_sets: list[ComputeSet] = []
         self.streams: dict[str, DataStream] = {}
+        #: what the op library (poplar_like.ops) built: one plain dict per op call, in order (name,
+        #: kind, plan, compute sets, temporaries...); carried into the executable and the profile
+        self.op_records: list[dict] = []
         self._num_elements = 0
         # tile of every element; int16 while tile numbers fit (a 16-IPU ipu2 has 23,552 tiles)
         self._tile_dtype = np.int16 if target.num_tiles < 2 ** 15 else np.int32

@@ -79,6 +79,37 @@ def _by_tile_exchange(exe: Executable, counts: np.ndarray) -> tuple[np.ndarray, 
     return sent, received
 
 
+def _op_rows(exe: Executable, steps: list[dict]) -> list[dict]:
+    """Per op of the layer library: its plan, tiles, vertices, estimated cycles and temporary bytes."""
+    if not exe.ops:
+        return []
+    by_name = {s.name: s for s in exe.computes}
+    step_cycles: dict[str, int] = {}
+    for row in steps:
+        if row["kind"] == "compute":
+            step_cycles[row["name"]] = step_cycles.get(row["name"], 0) + row["total_cycles"] * max(row["executions"], 1)
+    var_index = {v["name"]: i for i, v in enumerate(exe.variables)}
+    piece_bytes = np.bincount(exe.pieces["var"], weights=exe.pieces["bytes"], minlength=len(exe.variables)) \
+        if exe.pieces["var"].size else np.zeros(len(exe.variables))
+    rows = []
+    for op in exe.ops:
+        names = [n for n in op.get("compute_sets", []) if n in by_name]
+        tiles = set()
+        vertices = 0
+        for n in names:
+            for b in by_name[n].batches:
+                tiles.update(np.unique(b.tiles).tolist())
+                vertices += int(b.tiles.size)
+        temps = [var_index[t] for t in op.get("temporaries", []) if t in var_index]
+        rows.append({
+            "name": op.get("name", ""), "kind": op.get("kind", ""), "plan": op.get("plan", {}),
+            "compute_sets": names, "tiles_used": len(tiles), "vertices": vertices,
+            "estimated_cycles": int(sum(step_cycles.get(n, 0) for n in names)),
+            "temporary_bytes": int(sum(piece_bytes[t] for t in temps)),
+        })
+    return rows
+
+
 def build_profile(exe: Executable, counts: np.ndarray | None = None, seconds: np.ndarray | None = None,
                   runs: list[dict] | None = None, host: dict | None = None) -> dict[str, Any]:
     """The profile dict.  Without ``counts`` (no run yet) every step counts once: basis "static"."""
@@ -154,6 +185,7 @@ def build_profile(exe: Executable, counts: np.ndarray | None = None, seconds: np
             **{k: int(v) for k, v in totals.items()},
             "estimated_seconds": total_cycles / target.clock_hz,
         },
+        "ops": _op_rows(exe, steps),
         "programs": exe.instruction_text().splitlines(),
         "execution": {"runs": list(runs or []), "wall_seconds": float(sum(r["seconds"] for r in runs or []))},
         "host": dict(host or {"backend": "local", "ranks": 1}),
