@@ -1,0 +1,114 @@
+"""The reference networks against PyTorch: parameter counts, forward logits, one SGD step, and
+the MLP's loss curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import poplar_like as pl
+from poplar_like import models
+from torch_reference import seeded, state_dict
+
+torch.set_num_threads(2)
+
+
+def engine_for(kind: str, batch: int, image_size: int = 224, train: bool = False, inference: bool = True,
+               **kwargs) -> tuple[models.Model, pl.Engine]:
+    graph = pl.Graph(pl.IPUModel("ipu2").create_device())
+    model = models.build(kind, graph, batch, image_size=image_size, train=train, inference=inference, **kwargs)
+    return model, pl.Engine(graph, model.programs, allow_out_of_memory=True)
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-30))
+
+
+def test_parameter_counts_match_torchvision() -> None:
+    for kind, count in (("mlp", 101_770), ("alexnet", 61_100_840), ("resnet50", 25_557_032)):
+        graph = pl.Graph(pl.IPUModel("ipu2").create_device())
+        model = models.build(kind, graph, 1, image_size=224 if kind == "alexnet" else 64)
+        assert model.num_parameters() == count, kind
+        reference = seeded(kind)
+        assert set(model.state_dict_names()) == set(state_dict(reference)), kind
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_resnet50_forward_matches_torch_reduced_size(batch: int) -> None:
+    model, engine = engine_for("resnet50", batch, image_size=64)
+    reference = seeded("resnet50").eval()
+    model.load_state_dict(engine, state_dict(reference))
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64), dtype=np.float32)
+    logits = model.infer(engine, x)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    assert relative_error(logits, expected) < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["alexnet", "resnet50"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_forward_matches_torch_at_224(kind: str, batch: int) -> None:
+    model, engine = engine_for(kind, batch)
+    reference = seeded(kind).eval()
+    model.load_state_dict(engine, state_dict(reference))
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 224, 224), dtype=np.float32)
+    logits = model.infer(engine, x)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    assert relative_error(logits, expected) < 1e-4
+
+
+def sgd_step_matches(kind: str, batch: int, image_size: int) -> None:
+    model, engine = engine_for(kind, batch, image_size=image_size, train=True, inference=False,
+                               momentum=0.9, weight_decay=1e-4)
+    reference = seeded(kind).train()
+    model.load_state_dict(engine, state_dict(reference))
+    rng = np.random.default_rng(7)
+    shape = (batch, 784) if kind == "mlp" else (batch, 3, image_size, image_size)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    y = rng.integers(0, 10 if kind == "mlp" else 1000, batch).astype(np.int32)
+    loss = model.train_step(engine, x, y, learning_rate=0.01)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    optimizer.zero_grad()
+    expected_loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y).long())
+    expected_loss.backward()
+    optimizer.step()
+    assert abs(loss - expected_loss.item()) <= 1e-4 * abs(expected_loss.item())
+    updated = model.state_dict(engine)
+    for name, value in state_dict(reference).items():
+        assert relative_error(updated[name], value) < 1e-4, name
+
+
+def test_mlp_sgd_step_matches_torch() -> None:
+    sgd_step_matches("mlp", 8, 0)
+
+
+@pytest.mark.slow
+def test_resnet50_sgd_step_matches_torch() -> None:
+    sgd_step_matches("resnet50", 2, 64)
+
+
+@pytest.mark.slow
+def test_alexnet_sgd_step_matches_torch() -> None:
+    sgd_step_matches("alexnet", 1, 224)
+
+
+def test_mlp_loss_tracks_torch_over_50_steps() -> None:
+    model, engine = engine_for("mlp", 16, train=True, momentum=0.9)
+    reference = seeded("mlp")
+    model.load_state_dict(engine, state_dict(reference))
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(3)
+    ours, theirs = [], []
+    for step in range(50):
+        x = rng.random((16, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 16).astype(np.int32)
+        ours.append(model.train_step(engine, x, y, learning_rate=0.05))
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y).long())
+        loss.backward()
+        optimizer.step()
+        theirs.append(loss.item())
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4)
