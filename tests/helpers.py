@@ -92,3 +92,30 @@ def check_memory_report(profile: pl.Profile) -> None:
     np.testing.assert_array_equal(sum(by_category.values()), by_tile)
     assert mem["max_tile_bytes"] == int(by_tile.max())
     assert all(b <= mem["capacity_per_tile"] for b in by_tile)
+
+
+class SumVertex(pl.Vertex):
+    """The tutorial's codelet: sums a vector into one element."""
+    inp = pl.Input(pl.Vector(pl.FLOAT))
+    out = pl.Output(pl.FLOAT)
+
+    def compute(inp, out):
+        out[:] = inp.sum(axis=1)
+
+    def cycles(inp_length):
+        return 5 + inp_length
+
+
+def tutorial_engine(backend: str = "auto") -> tuple[pl.Engine, pl.Tensor, pl.Tensor]:
+    """The graph of examples/tutorial_sum.py: 4 row sums on 4 tiles, each reading the next tile's row."""
+    graph = small_graph(4)
+    v1 = graph.add_variable(pl.FLOAT, (4, 4), "v1")
+    v2 = graph.add_variable(pl.FLOAT, (4,), "v2")
+    for i in range(4):
+        graph.set_tile_mapping(v1[i], i)
+        graph.set_tile_mapping(v2[i], i)
+    cs = graph.add_compute_set("row_sums")
+    for i in range(4):
+        v = graph.add_vertex(cs, SumVertex, {"inp": v1[(i + 1) % 4], "out": v2[i]})
+        graph.set_tile_mapping(v, i)
+    return pl.Engine(graph, pl.Sequence([pl.Execute(cs)]), backend=backend), v1, v2

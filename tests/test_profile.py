@@ -11,34 +11,9 @@ import numpy as np
 import pytest
 
 import poplar_like as pl
+from helpers import tutorial_engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class SumVertex(pl.Vertex):
-    inp = pl.Input(pl.Vector(pl.FLOAT))
-    out = pl.Output(pl.FLOAT)
-
-    def compute(inp, out):
-        out[:] = inp.sum(axis=1)
-
-    def cycles(inp_length):
-        return 5 + inp_length
-
-
-def tutorial_engine() -> tuple[pl.Engine, pl.Tensor, pl.Tensor]:
-    device = pl.IPUModel("ipu2", tiles_per_ipu=4).create_device()
-    graph = pl.Graph(device.target)
-    v1 = graph.add_variable(pl.FLOAT, (4, 4), "v1")
-    v2 = graph.add_variable(pl.FLOAT, (4,), "v2")
-    for i in range(4):
-        graph.set_tile_mapping(v1[i], i)
-        graph.set_tile_mapping(v2[i], i)
-    cs = graph.add_compute_set("row_sums")
-    for i in range(4):
-        v = graph.add_vertex(cs, SumVertex, {"inp": v1[(i + 1) % 4], "out": v2[i]})
-        graph.set_tile_mapping(v, i)
-    return pl.Engine(graph, pl.Sequence([pl.Execute(cs)])), v1, v2
 
 
 def test_tutorial_numbers_by_hand() -> None:

@@ -6,39 +6,20 @@ mpirun) and, on rank 0, saves its results; the test compares them with a local r
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for helpers
+
 import poplar_like as pl
 from codelets import ReduceSum, binary, unary
-
-
-class SumVertex(pl.Vertex):
-    """The tutorial's codelet, defined in the script itself (it reaches other ranks by cloudpickle)."""
-    inp = pl.Input(pl.Vector(pl.FLOAT))
-    out = pl.Output(pl.FLOAT)
-
-    def compute(inp, out):
-        out[:] = inp.sum(axis=1)
-
-    def cycles(inp_length):
-        return 5 + inp_length
+from helpers import tutorial_engine  # noqa: E402  (its SumVertex reaches other ranks by path)
 
 
 def tutorial(backend: str = "auto") -> dict[str, np.ndarray]:
-    device = pl.IPUModel("ipu2", tiles_per_ipu=4).create_device()
-    graph = pl.Graph(device.target)
-    v1 = graph.add_variable(pl.FLOAT, (4, 4), "v1")
-    v2 = graph.add_variable(pl.FLOAT, (4,), "v2")
-    for i in range(4):
-        graph.set_tile_mapping(v1[i], i)
-        graph.set_tile_mapping(v2[i], i)
-    cs = graph.add_compute_set("row_sums")
-    for i in range(4):
-        v = graph.add_vertex(cs, SumVertex, {"inp": v1[(i + 1) % 4], "out": v2[i]})
-        graph.set_tile_mapping(v, i)
-    engine = pl.Engine(graph, pl.Sequence([pl.Execute(cs)]), backend=backend)
+    engine, v1, v2 = tutorial_engine(backend)
     engine.write_tensor(v1, np.arange(16, dtype=np.float32).reshape(4, 4))
     engine.run()
     p = engine.profile()
