@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataRaceError, FieldConnectionError
 from ..graph import CONSTANT, ComputeSet, Copy, Graph
-from ..arrays import present, unique_sorted
+from ..arrays import present, stable_order
 from .batches import Batch, build_batches
 from .checks import check_data_races
 from .liveness import StepAccess, bitset
@@ -89,10 +89,9 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
     batches = build_batches(cs)
     if checks:
         check_data_races(graph, cs, batches)
-    num_elements = max(graph.num_elements, 1)
     counter = _AccessCounter(graph, exact=checks)
-    remote_masks: list[tuple[int, str, np.ndarray | None, np.ndarray]] = []
-    key_parts = []
+    fields: list[tuple[int, str, np.ndarray | None]] = []  # (batch, field, remote mask)
+    tile_parts, elem_parts = [], []
     for b, batch in enumerate(batches):
         for name, ids in batch.edges.items():
             fld = batch.codelet.fields[name]
@@ -103,38 +102,76 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
                 counter.write(flat.reshape(-1))
             remote = elem_tile[flat] != batch.tiles[:, None]
             if not remote.any():
-                remote_masks.append((b, name, None, np.zeros(0, dtype=np.int64)))
+                fields.append((b, name, None))
                 continue
-            keys = np.broadcast_to(batch.tiles[:, None], flat.shape)[remote].astype(np.int64)
-            keys *= num_elements
-            keys += flat[remote]
-            key_parts.append(keys)
-            remote_masks.append((b, name, remote, keys))
-    remote_keys = unique_sorted(np.concatenate(key_parts)) if key_parts else np.zeros(0, dtype=np.int64)
-    slot_tile = (remote_keys // num_elements).astype(np.int32)
-    slot_elem = remote_keys % num_elements
-    slot_read = np.zeros(remote_keys.size, dtype=bool)
-    slot_write = np.zeros(remote_keys.size, dtype=bool)
-    slot_dtype = np.int32 if remote_keys.size < 2 ** 31 else np.int64
+            fields.append((b, name, remote))
+            tile_parts.append(np.broadcast_to(batch.tiles[:, None], flat.shape)[remote])
+            elem_parts.append(flat[remote])
+    slot_of_entry, slot_tile, slot_elem = _dedupe_slots(tile_parts, elem_parts, graph.num_elements,
+                                                        graph.target.num_tiles)
+    del tile_parts, elem_parts
+    slot_read = np.zeros(slot_elem.size, dtype=bool)
+    slot_write = np.zeros(slot_elem.size, dtype=bool)
     field_slots: list[dict[str, np.ndarray | None]] = [dict() for _ in batches]
-    del key_parts
-    for b, name, remote, keys in remote_masks:
+    cursor = 0
+    for b, name, remote in fields:
         batch = batches[b]
         if remote is None:
             field_slots[b][name] = None
             continue
         fld = batch.codelet.fields[name]
-        found = np.searchsorted(remote_keys, keys).astype(slot_dtype)
-        del keys
+        count = int(np.count_nonzero(remote))
+        found = slot_of_entry[cursor:cursor + count]
+        cursor += count
         if fld.reads:
             slot_read[found] = True
         if fld.writes:
             slot_write[found] = True
-        slots = np.full(remote.shape, -1, dtype=slot_dtype)
+        slots = np.full(remote.shape, -1, dtype=slot_of_entry.dtype)
         slots[remote] = found
         field_slots[b][name] = slots.reshape(batch.edges[name].shape)
     return ComputeDraft(cs.name, batches, slot_tile, slot_elem, slot_read, slot_write, field_slots,
                         counter.result(sizes))
+
+
+def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], num_elements: int,
+                  num_tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One slot per distinct (tile, element) among the remote accesses, in O(entries).
+
+    Entries are radix-sorted by tile; then, tile by tile (a loop over tiles, never over elements),
+    a stamp array over element ids picks one representative entry per element.  Returns each
+    entry's slot (in the order the parts were given) and each slot's tile and element.
+    """
+    if not tile_parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty.astype(np.int32), empty.astype(np.int32), empty
+    tiles = np.concatenate(tile_parts)
+    elems = np.concatenate(elem_parts).astype(np.int64, copy=False)
+    n = tiles.size
+    index = np.int32 if n < 2 ** 31 else np.int64
+    order = stable_order(tiles, num_tiles)
+    sorted_tiles = tiles if order is None else tiles[order]
+    sorted_elems = elems if order is None else elems[order]
+    counts = np.bincount(sorted_tiles, minlength=num_tiles)
+    ends = np.cumsum(counts)
+    position = np.arange(n, dtype=index)
+    representative = np.empty(n, dtype=index)
+    stamp = np.empty(max(num_elements, 1), dtype=index)  # only stamped entries are ever read
+    for tile in np.flatnonzero(counts).tolist():
+        lo, hi = int(ends[tile] - counts[tile]), int(ends[tile])
+        segment = sorted_elems[lo:hi]
+        stamp[segment] = position[lo:hi]
+        representative[lo:hi] = stamp[segment]
+    del stamp
+    is_slot = representative == position
+    slot_number = (np.cumsum(is_slot, dtype=np.int64) - 1).astype(index)
+    slot_of_sorted = slot_number[representative]
+    if order is None:
+        slot_of_entry = slot_of_sorted
+    else:
+        slot_of_entry = np.empty(n, dtype=index)
+        slot_of_entry[order] = slot_of_sorted
+    return slot_of_entry, sorted_tiles[is_slot].astype(np.int32), sorted_elems[is_slot]
 
 
 def plan_copy(graph: Graph, copy: Copy, index: int) -> CopyDraft:
