@@ -132,10 +132,10 @@ def write_outputs(args: argparse.Namespace, engine: pl.Engine, model: Any, mode:
         profile.save(os.path.join(args.output_dir, "profile.json"))
         with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
-    if args.dump_graph and engine.is_host:
+    if args.dump_graph:  # collective under MPI (it gathers the profile); rank 0 writes
         from poplar_like.profile.graphdump import write_dumps
 
-        write_dumps(model.graph, engine.executable, args.dump_graph)
+        write_dumps(model.graph, engine, args.dump_graph)
     return summary
 
 
