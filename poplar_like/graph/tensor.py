@@ -112,6 +112,10 @@ class Tensor:
 
     def reshape(self, *shape: int | Sequence[int]) -> "Tensor":
         new_shape = _shape_arg(shape, f"tensor {self.name!r}: reshape")
+        if new_shape.count(-1) == 1:  # one dimension may be inferred, as in numpy
+            known = int(np.prod([s for s in new_shape if s != -1], dtype=np.int64))
+            if known > 0 and self.numel % known == 0:
+                new_shape = tuple(self.numel // known if s == -1 else s for s in new_shape)
         if any(s < 0 for s in new_shape) or int(np.prod(new_shape, dtype=np.int64)) != self.numel:
             raise TensorError(f"tensor {self.name!r}: cannot reshape {self.shape} ({self.numel} elements) "
                               f"into {new_shape}")
