@@ -18,6 +18,7 @@ from .data import Cast, Copy, Fill, Scale, ScaledAdd
 from .elementwise import BINARY_OPS, UNARY_OPS, binary, binary_inplace, unary, unary_inplace
 from .linalg import Dot, MatMulPartial
 from .reduce import ArgMax, ReduceAdd, ReduceMax, ReduceMin, ReduceSum
+from . import nn  # noqa: F401 - layer-library codelets (codelets.nn.ReluGrad[FLOAT], ...)
 
 FAMILIES: dict[str, CodeletFamily] = {family.name: family for family in (
     Fill, Copy, Cast, ScaledAdd, Scale, ReduceSum, ReduceMax, ReduceMin, ArgMax, ReduceAdd, Dot,

@@ -1,4 +1,4 @@
-"""Softmax cross-entropy (popnn's calcLoss) and the count of correct predictions.
+"""Softmax cross-entropy (popnn's calcLoss), row argmax and the count of correct predictions.
 
 ``softmax_cross_entropy`` follows torch's ``F.cross_entropy`` (mean over the batch) and is
 numerically stable: row maxima first (a reduction over the class axis), then in one reduction
@@ -38,10 +38,10 @@ def _check(graph: Graph, logits: Tensor, labels: Tensor, who: str) -> tuple[int,
     return logits.shape
 
 
-def _classes(graph: Graph, opname: str, logits: Tensor, labels: Tensor) -> Tensor:
-    """Constant ``0..K-1`` of the labels' type, broadcast over the rows of the logits."""
+def _classes(graph: Graph, opname: str, logits: Tensor, dtype: np.dtype) -> Tensor:
+    """Constant ``0..K-1`` of ``dtype`` (the labels' type), broadcast over the rows of the logits."""
     k = logits.shape[1]
-    iota = graph.add_constant(labels.dtype, (k,), np.arange(k), f"{opname}/classes")
+    iota = graph.add_constant(dtype, (k,), np.arange(k), f"{opname}/classes")
     map_tensor_linearly(graph, iota)
     return broadcast_to(iota, logits.shape, opname)
 
@@ -60,7 +60,7 @@ def softmax_cross_entropy(graph: Graph, logits: Tensor, labels: Tensor, prog: Se
     in the logits' type and mapping."""
     n, k = _check(graph, logits, labels, "softmax_cross_entropy")
     opname = op_name(graph, "softmax_cross_entropy", name)
-    classes = _classes(graph, opname, logits, labels)
+    classes = _classes(graph, opname, logits, labels.dtype)
     row_max, computes, temps, plan_max = _row_max(graph, prog, opname, logits)
     row_sum = variable_like(graph, row_max, f"{opname}/row_sum")
     picked = variable_like(graph, row_max, f"{opname}/picked")
@@ -99,25 +99,45 @@ def softmax_cross_entropy(graph: Graph, logits: Tensor, labels: Tensor, prog: Se
     return loss, dlogits
 
 
+def _argmax_rows(graph: Graph, prog: Sequence, opname: str, logits: Tensor, dtype: np.dtype,
+                 like: Tensor | None) -> tuple[Tensor, list, list, dict]:
+    """First index of each row's maximum, of ``dtype``, mapped like ``like`` (else linearly)."""
+    classes = _classes(graph, opname, logits, dtype)
+    row_max, computes, temps, plan_max = _row_max(graph, prog, opname, logits)
+    if like is not None:
+        index = variable_like(graph, like, f"{opname}/argmax", dtype)
+    else:
+        index = linear_variable(graph, dtype, (logits.shape[0],), f"{opname}/argmax")
+    first = ReduceSpec(lambda d: nn.MaskedFirstMatch[logits.dtype, dtype] if d == dtype else None,
+                       dtype, "min", index, elem_inputs={"col": classes}, seg_inputs={"shift": row_max})
+    c, t, plan_argmax = build_reduction(graph, prog, opname, "argmax", logits, (1,), [first])
+    release(prog, [row_max])
+    return index, computes + c, temps + t + [row_max], {"max": plan_max, "argmax": plan_argmax}
+
+
+def argmax(graph: Graph, logits: Tensor, prog: Sequence, name: str = "") -> Tensor:
+    """The first index of the maximum of each row of an (N, K) FLOAT or HALF tensor (as
+    ``torch.argmax(logits, dim=1)``): an UNSIGNED_INT (N,) tensor mapped linearly."""
+    if not isinstance(logits, Tensor) or logits.graph is not graph or logits.rank != 2 or logits.numel == 0:
+        raise TensorError(f"argmax: expected a non-empty (N, K) tensor of this graph, got {logits!r}")
+    if logits.dtype not in (FLOAT, HALF):
+        raise DTypeError(f"argmax: logits must be FLOAT or HALF, got {poplar_name(logits.dtype)}")
+    opname = op_name(graph, "argmax", name)
+    index, computes, temps, plans = _argmax_rows(graph, prog, opname, logits, UNSIGNED_INT, None)
+    record(graph, opname, "argmax", {"batch": logits.shape[0], "reductions": plans}, computes, temps)
+    return index
+
+
 def correct_count(graph: Graph, logits: Tensor, labels: Tensor, prog: Sequence, name: str = "") -> Tensor:
     """How many rows' argmax (the first maximum, as torch.argmax) equals the label: an
     UNSIGNED_INT (1,) tensor."""
     n, _ = _check(graph, logits, labels, "correct_count")
     opname = op_name(graph, "correct_count", name)
-    classes = _classes(graph, opname, logits, labels)
-    row_max, computes, temps, plan_max = _row_max(graph, prog, opname, logits)
-    argmax = variable_like(graph, labels, f"{opname}/argmax")
-    first = ReduceSpec(lambda d: nn.MaskedFirstMatch[logits.dtype, labels.dtype] if d == labels.dtype else None,
-                       labels.dtype, "min", argmax, elem_inputs={"col": classes},
-                       seg_inputs={"shift": row_max})
-    c, t, plan_argmax = build_reduction(graph, prog, opname, "argmax", logits, (1,), [first])
-    release(prog, [row_max])
+    index, computes, temps, plans = _argmax_rows(graph, prog, opname, logits, labels.dtype, labels)
     count = linear_variable(graph, UNSIGNED_INT, (1,), f"{opname}/count")
     equal = ReduceSpec(lambda d: nn.MaskedCountEqual[labels.dtype] if d == UNSIGNED_INT else None,
                        UNSIGNED_INT, "sum", count, elem_inputs={"other": labels})
-    c2, t2, plan_count = build_reduction(graph, prog, opname, "count", argmax, (0,), [equal])
-    release(prog, [argmax])
-    record(graph, opname, "correct_count",
-           {"batch": n, "reductions": {"max": plan_max, "argmax": plan_argmax, "count": plan_count}},
-           computes + c + c2, temps + t + t2 + [row_max, argmax])
+    c, t, plans["count"] = build_reduction(graph, prog, opname, "count", index, (0,), [equal])
+    release(prog, [index])
+    record(graph, opname, "correct_count", {"batch": n, "reductions": plans}, computes + c, temps + t + [index])
     return count
