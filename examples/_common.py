@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 import poplar_like as pl
+from poplar_like import models
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -123,9 +124,12 @@ def write_outputs(args: argparse.Namespace, engine: pl.Engine, model: Any, mode:
         "estimated_seconds": profile["cycles"]["estimated_seconds"],
         "wall_seconds": round(wall, 2),
     }
-    runs = max(1, len(profile["execution"]["runs"]))
-    per_run = summary["estimated_seconds"] / runs
-    summary["estimated_items_per_second"] = model.batch_size / per_run if per_run else 0.0
+    # items per second from one run of the program this example is about (training step or inference)
+    program = model.program_index(models.TRAIN if mode == "train" else models.INFER)
+    cycles = sum(row["total_cycles"] for row in profile["steps"] if row["program"] == program)
+    seconds = cycles / profile["target"]["clock_hz"]
+    summary["estimated_cycles_per_run"] = cycles
+    summary["estimated_items_per_second"] = model.batch_size / seconds if seconds else 0.0
     summary.update(extra or {})
     if engine.is_host:
         os.makedirs(args.output_dir, exist_ok=True)
