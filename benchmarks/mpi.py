@@ -33,24 +33,10 @@ def worker(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     engine = pl.Engine(graph, program, progress=False)
     compile_seconds = time.perf_counter() - t0
-    a_val = b_val = None
-    if engine.is_host:  # the host's data is what write_tensor uses; other ranks need none
-        rng = np.random.default_rng(0)
-        a_val = rng.standard_normal((args.vertices, args.chunk), dtype=np.float32)
-        b_val = rng.standard_normal((args.vertices, args.chunk), dtype=np.float32)
-    engine.write_tensor(tensors["a"], a_val)
-    engine.write_tensor(tensors["b"], b_val)
-    engine.run()  # warm-up
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        engine.run()
-        times.append(time.perf_counter() - t0)
-    out = engine.read_tensor(tensors["out"])
+    times, out, _ = core.run_and_check(engine, tensors, args.vertices, args.chunk, args.steps)
     profile = engine.profile()
     if not engine.is_host:
         return
-    np.testing.assert_allclose(out, np.einsum("ij,ij->i", a_val, b_val), rtol=1e-4, atol=1e-4)
     host = profile["host"]
     ranks = host.get("per_rank", [{"rank": 0, "tiles": [0, engine.executable.target.num_tiles],
                                     "tile_memory_bytes": engine.executable.memory_bytes,
