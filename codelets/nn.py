@@ -10,17 +10,23 @@ Elementwise and updates
 * ``SgdMomentum[dt]`` / ``SgdMomentumLr[dt]``  ``param, velocity: InOut``, ``grad: Input``:
   torch.optim.SGD with momentum and weight decay, the learning rate a state or a tensor element.
 
-Masked reductions (the stages of ``ops.reduce``).  A vertex reduces the first ``count`` elements
-of its vector; the rest is padding (repeats of data elements, so vertices of a batch share one
-padded length) and is ignored.  Float results are multiplied by ``scale`` (1/n for a mean).
+Masked reductions (the stages of ``ops.reduce``).  A vertex reduces several rows: ``out`` has one
+element per row, ``inp`` (and ``other``/``col``) hold the rows one after the other, all of one
+padded length, and ``count[r]`` (a vector, from a constant) says how many leading elements of row
+``r`` are data; the padding (repeats of data elements, so the vertices of a batch share their
+shapes) is ignored.  Per-row values (``shift``, ``label``) are vectors with one element per row.
+Float results are multiplied by ``scale`` (1/n for a mean).
 
 * ``MaskedSum[src, dst]`` (+ ``scale``), ``MaskedMax[src, dst]``, ``MaskedMin[src, dst]``;
-* ``MaskedSumSqDev[src]``   ``sum((inp - shift)**2)``  (variance, ``shift`` a scalar Input);
+* ``MaskedSumSqDev[src]``   ``sum((inp - shift)**2)``  (variance);
 * ``MaskedSumExpDev[src]``  ``sum(exp(inp - shift))``  (softmax denominators);
 * ``MaskedSumProdDev[src]`` ``sum(inp * (other - shift))`` (batch-norm gradient);
 * ``MaskedPick[src, lt]``   ``sum(inp where col == label)`` (the logit of the label);
 * ``MaskedFirstMatch[src, lt]``  ``min(col where inp == shift, else big)`` (first argmax);
 * ``MaskedCountEqual[lt]``  ``count(inp == other)`` as UNSIGNED_INT.
+
+Their ``cycles`` assume full rows; ops.reduce sets each vertex's exact estimate from its counts
+with :func:`masked_cycles` (the same formula).
 
 Row codelets (pooling): ``inp: Input(VectorList(dt))`` of ``count`` windows of ``length``
 elements, one output per window: ``RowMax[dt]``, ``RowSum[dt]`` (times ``scale``), and
@@ -76,9 +82,22 @@ MASKED_CPV = {"sum": 1, "max": 1, "min": 1, "sumsqdev": 2, "sumprod": 2, "pick":
 ROW_PER_WINDOW = costs.REDUCE_ADD_PER_PARTIAL  # pointer load of the next window
 
 
-def masked_cycles(kind: str, count: object, dtype: object) -> np.ndarray:
-    """A masked reduction of ``count`` elements (the padding is not visited)."""
-    return costs.loop_cycles(count, dtype, MASKED_CPV[kind], costs.REDUCE_OVERHEAD)
+MASKED_ROW_OVERHEAD = 4  # per row: load its count and pointer, store its result
+
+
+def masked_cycles(kind: str, counts: np.ndarray, dtype: object) -> np.ndarray:
+    """Masked reductions of rows of ``counts`` (n, rows) elements (the padding is not visited):
+    the exact estimate of each of n vertices, which ops.reduce gives to the graph."""
+    counts = np.asarray(counts, dtype=np.int64)
+    per_row = costs.loop_cycles(counts, dtype, MASKED_CPV[kind], MASKED_ROW_OVERHEAD)
+    return np.int64(costs.REDUCE_OVERHEAD) + per_row.sum(axis=-1)
+
+
+def masked_cycles_bound(kind: str, inp_length: object, out_length: object, dtype: object) -> np.ndarray:
+    """The same when only the field sizes are known: every row full (an upper bound)."""
+    rows = np.asarray(out_length, dtype=np.int64)
+    vectors = costs.loop_cycles(inp_length, dtype, MASKED_CPV[kind], 0)
+    return np.int64(costs.REDUCE_OVERHEAD) + rows * MASKED_ROW_OVERHEAD + vectors
 
 
 def row_cycles(count: object, length: object, cycles_per_element: int = 1) -> np.ndarray:
@@ -155,12 +174,22 @@ def _build_sgd(dt: np.dtype, lr_tensor: bool) -> type[Vertex]:
 
 
 # ==================================================================== masked reductions
-def _valid(count: np.ndarray, length: int) -> np.ndarray:
-    """(n, length) mask of the first ``count`` elements of each instance."""
+def _rows(name: str, inp: np.ndarray, count: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``inp`` as (n, rows, B) and the mask of each row's first ``count`` elements."""
+    n, total = inp.shape
+    rows = out.shape[1]
+    if count.shape[1] != rows or (rows and total % rows) or (not rows and total):
+        raise ValueError(f"{name}: {total} elements do not make {rows} equal rows with {count.shape[1]} counts")
+    length = total // rows if rows else 0
     if np.any(count > length):
-        bad = int(np.argmax(count > length))
-        raise ValueError(f"instance {bad} has count {int(count[bad])} but its vector has {length} elements")
-    return np.arange(length)[None, :] < np.asarray(count, dtype=np.int64)[:, None]
+        i, r = (int(v) for v in np.argwhere(count > length)[0])
+        raise ValueError(f"{name}: instance {i} row {r} has count {int(count[i, r])} but rows of {length} elements")
+    mask = np.arange(length)[None, None, :] < count.astype(np.int64)[:, :, None]
+    return inp.reshape(n, rows, length), mask
+
+
+def _as_rows(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return x.reshape(like.shape)
 
 
 def _acc(x: np.ndarray) -> np.ndarray:
@@ -177,8 +206,31 @@ def _identity(kind: str, dt: np.dtype) -> object:
 def _store(out: np.ndarray, value: np.ndarray, scale: np.ndarray | None) -> None:
     with np.errstate(over="ignore", invalid="ignore"):
         if scale is not None:
-            value = value * _f32(scale)
+            value = value * _f32(scale)[:, None]
         out[:] = value
+
+
+def _masked_sum(terms: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.sum(np.where(mask, terms, terms.dtype.type(0)), axis=2)
+
+
+def _masked_fields(src: np.dtype, dst: np.dtype, scaled: bool, **extra: object) -> dict:
+    fields = {"inp": Input(Vector(src))}
+    fields.update(extra)
+    fields.update(count=Input(Vector(UNSIGNED_INT)), out=Output(Vector(dst)))
+    if scaled:
+        fields["scale"] = State(FLOAT)
+    return fields
+
+
+def _masked_codelet(kind: str, name: str, fields: dict, compute: Callable, src: np.dtype, doc: str) -> type[Vertex]:
+    def cycles(inp_length, out_length):
+        return masked_cycles_bound(kind, inp_length, out_length, src)
+
+    return make_codelet(__name__, name, Vertex, fields, compute, cycles, 256 if kind in ("sumexp", "pick") else 192,
+                        doc + " Rows are the ``out_length`` equal parts of the vectors; row ``r`` "
+                        "uses its first ``count[r]`` elements (the rest is padding).")
 
 
 def _build_masked_plain(kind: str, src: np.dtype, dst: np.dtype) -> type[Vertex]:
@@ -187,127 +239,103 @@ def _build_masked_plain(kind: str, src: np.dtype, dst: np.dtype) -> type[Vertex]
     name = _name(stem, src, dst)
     scaled = kind == "sum" and dst.kind == "f"
 
-    def reduce(inp, count):
-        mask = _valid(count, inp.shape[1])
-        x = _acc(inp)
+    def reduce(inp, count, out):
+        x, mask = _rows(name, inp, count, out)
+        x = _acc(x)
         if kind == "sum":
-            with np.errstate(over="ignore", invalid="ignore"):
-                return np.sum(np.where(mask, x, x.dtype.type(0)), axis=1)
+            return _masked_sum(x, mask)
         fill = x.dtype.type(_identity(kind, x.dtype))
         func = np.max if kind == "max" else np.min
-        return func(np.where(mask, x, fill), axis=1, initial=fill)
+        return func(np.where(mask, x, fill), axis=2, initial=fill)
 
     if scaled:
-        def compute(inp, out, count, scale):
-            _store(out, reduce(inp, count), scale)
+        def compute(inp, count, out, scale):
+            _store(out, reduce(inp, count, out), scale)
     else:
-        def compute(inp, out, count):
-            _store(out, reduce(inp, count), None)
+        def compute(inp, count, out):
+            _store(out, reduce(inp, count, out), None)
 
-    def cycles(count):
-        return masked_cycles(kind, count, src)
-
-    fields = {"inp": Input(Vector(src)), "out": Output(dst), "count": State(UNSIGNED_INT)}
-    if scaled:
-        fields["scale"] = State(FLOAT)
-    what = f"{kind} of the first ``count`` elements" + (" times ``scale``" if scaled else "")
-    return make_codelet(__name__, name, Vertex, fields, compute, cycles, 192,
-                        f"``out`` = {what} of a {poplar_name(src)} vector, as {poplar_name(dst)}.")
+    what = f"{kind} of each row" + (" times ``scale``" if scaled else "")
+    return _masked_codelet(kind, name, _masked_fields(src, dst, scaled), compute, src,
+                           f"``out[r]`` = {what} of a {poplar_name(src)} vector, as {poplar_name(dst)}.")
 
 
-def _build_masked_derived(kind: str, src: np.dtype) -> type[Vertex]:
-    """Float sums of a function of the elements and a per-vertex ``shift``; out FLOAT * scale."""
-    stem = {"sumsqdev": "MaskedSumSqDev", "sumexp": "MaskedSumExpDev", "sumprod": "MaskedSumProdDev"}[kind]
+def _build_masked_dev(kind: str, src: np.dtype) -> type[Vertex]:
+    """Float sums of a function of each row and its ``shift``."""
+    stem = {"sumsqdev": "MaskedSumSqDev", "sumexp": "MaskedSumExpDev"}[kind]
     name = _name(stem, src)
 
-    def terms(inp, other, shift):
-        d = (_f32(other) if other is not None else _f32(inp)) - _f32(shift)[:, None]
-        if kind == "sumsqdev":
-            return d * d
-        if kind == "sumexp":
-            return np.exp(d)
-        return _f32(inp) * d
-
-    def reduce(inp, other, shift, count):
-        mask = _valid(count, inp.shape[1])
+    def compute(inp, shift, count, out, scale):
+        x, mask = _rows(name, inp, count, out)
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.sum(np.where(mask, terms(inp, other, shift), F32(0)), axis=1)
+            d = _f32(x) - shift[:, :, None]
+            _store(out, _masked_sum(d * d if kind == "sumsqdev" else np.exp(d), mask), scale)
 
-    if kind == "sumprod":
-        def compute(inp, other, shift, out, count, scale):
-            check_same_length(name, inp=inp, other=other)
-            _store(out, reduce(inp, other, shift, count), scale)
-    else:
-        def compute(inp, shift, out, count, scale):
-            _store(out, reduce(inp, None, shift, count), scale)
+    formula = "sum((inp - shift[r])**2)" if kind == "sumsqdev" else "sum(exp(inp - shift[r]))"
+    fields = _masked_fields(src, FLOAT, True, shift=Input(Vector(FLOAT)))
+    return _masked_codelet(kind, name, fields, compute, src,
+                           f"``out[r] = scale * {formula}`` over each row of {poplar_name(src)} vectors, in float.")
 
-    def cycles(count):
-        return masked_cycles(kind, count, src)
 
-    fields = {"inp": Input(Vector(src))}
-    if kind == "sumprod":
-        fields["other"] = Input(Vector(src))
-    fields.update(shift=Input(FLOAT), out=Output(FLOAT), count=State(UNSIGNED_INT), scale=State(FLOAT))
-    formula = {"sumsqdev": "sum((inp - shift)**2)", "sumexp": "sum(exp(inp - shift))",
-               "sumprod": "sum(inp * (other - shift))"}[kind]
-    return make_codelet(__name__, name, Vertex, fields, compute, cycles, 256,
-                        f"``out = scale * {formula}`` over the first ``count`` elements of "
-                        f"{poplar_name(src)} vectors, in float.")
+def _build_masked_sum_prod(src: np.dtype) -> type[Vertex]:
+    name = _name("MaskedSumProdDev", src)
+
+    def compute(inp, other, shift, count, out, scale):
+        check_same_length(name, inp=inp, other=other)
+        x, mask = _rows(name, inp, count, out)
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = _f32(x) * (_f32(_as_rows(other, x)) - shift[:, :, None])
+        _store(out, _masked_sum(terms, mask), scale)
+
+    fields = _masked_fields(src, FLOAT, True, other=Input(Vector(src)), shift=Input(Vector(FLOAT)))
+    return _masked_codelet("sumprod", name, fields, compute, src,
+                           f"``out[r] = scale * sum(inp * (other - shift[r]))`` over each row of "
+                           f"{poplar_name(src)} vectors, in float.")
 
 
 def _build_masked_pick(src: np.dtype, lt: np.dtype) -> type[Vertex]:
     name = _name("MaskedPick", src, lt)
 
-    def compute(inp, col, label, out, count, scale):
+    def compute(inp, col, label, count, out, scale):
         check_same_length(name, inp=inp, col=col)
-        mask = _valid(count, inp.shape[1]) & (col == label[:, None])
-        _store(out, np.sum(np.where(mask, _f32(inp), F32(0)), axis=1), scale)
+        x, mask = _rows(name, inp, count, out)
+        mask = mask & (_as_rows(col, x) == label[:, :, None])
+        _store(out, _masked_sum(_f32(x), mask), scale)
 
-    def cycles(count):
-        return masked_cycles("pick", count, src)
-
-    fields = {"inp": Input(Vector(src)), "col": Input(Vector(lt)), "label": Input(lt),
-              "out": Output(FLOAT), "count": State(UNSIGNED_INT), "scale": State(FLOAT)}
-    return make_codelet(__name__, name, Vertex, fields, compute, cycles, 224,
-                        f"``out = scale * sum(inp[j] for j < count if col[j] == label)`` of a "
-                        f"{poplar_name(src)} vector (the logit at a run-time label).")
+    fields = _masked_fields(src, FLOAT, True, col=Input(Vector(lt)), label=Input(Vector(lt)))
+    return _masked_codelet("pick", name, fields, compute, src,
+                           f"``out[r] = scale * sum(inp[j] where col[j] == label[r])`` over each row of "
+                           f"{poplar_name(src)} vectors (the logit at a run-time label).")
 
 
 def _build_masked_first_match(src: np.dtype, lt: np.dtype) -> type[Vertex]:
     name = _name("MaskedFirstMatch", src, lt)
 
-    def compute(inp, col, shift, out, count):
+    def compute(inp, col, shift, count, out):
         check_same_length(name, inp=inp, col=col)
-        mask = _valid(count, inp.shape[1]) & (_f32(inp) == _f32(shift)[:, None])
+        x, mask = _rows(name, inp, count, out)
+        mask = mask & (_f32(x) == shift[:, :, None])
         big = lt.type(np.iinfo(lt).max)
-        out[:] = np.min(np.where(mask, col, big), axis=1, initial=big)
+        out[:] = np.min(np.where(mask, _as_rows(col, x), big), axis=2, initial=big)
 
-    def cycles(count):
-        return masked_cycles("first", count, src)
-
-    fields = {"inp": Input(Vector(src)), "col": Input(Vector(lt)), "shift": Input(FLOAT),
-              "out": Output(lt), "count": State(UNSIGNED_INT)}
-    return make_codelet(__name__, name, Vertex, fields, compute, cycles, 224,
-                        f"``out = min(col[j] for j < count if inp[j] == shift)`` (the largest "
-                        f"{poplar_name(lt)} if none) of a {poplar_name(src)} vector.")
+    fields = _masked_fields(src, lt, False, col=Input(Vector(lt)), shift=Input(Vector(FLOAT)))
+    return _masked_codelet("first", name, fields, compute, src,
+                           f"``out[r] = min(col[j] where inp[j] == shift[r])`` (the largest {poplar_name(lt)} "
+                           f"if none) over each row of {poplar_name(src)} vectors.")
 
 
 def _build_masked_count_equal(lt: np.dtype) -> type[Vertex]:
     name = _name("MaskedCountEqual", lt)
 
-    def compute(inp, other, out, count):
+    def compute(inp, other, count, out):
         check_same_length(name, inp=inp, other=other)
-        mask = _valid(count, inp.shape[1]) & (inp == other)
-        out[:] = np.count_nonzero(mask, axis=1).astype(UNSIGNED_INT)
+        x, mask = _rows(name, inp, count, out)
+        out[:] = np.count_nonzero(mask & (x == _as_rows(other, x)), axis=2).astype(UNSIGNED_INT)
 
-    def cycles(count):
-        return masked_cycles("count", count, lt)
-
-    fields = {"inp": Input(Vector(lt)), "other": Input(Vector(lt)), "out": Output(UNSIGNED_INT),
-              "count": State(UNSIGNED_INT)}
-    return make_codelet(__name__, name, Vertex, fields, compute, cycles, 160,
-                        f"``out = count(inp[j] == other[j] for j < count)`` of {poplar_name(lt)} "
-                        "vectors, as UNSIGNED_INT.")
+    fields = _masked_fields(lt, UNSIGNED_INT, False, other=Input(Vector(lt)))
+    return _masked_codelet("count", name, fields, compute, lt,
+                           f"``out[r] = count(inp[j] == other[j])`` over each row of {poplar_name(lt)} "
+                           "vectors, as UNSIGNED_INT.")
 
 
 # ==================================================================== rows (pooling windows)
@@ -345,7 +373,7 @@ def _build_row_sum(dt: np.dtype) -> type[Vertex]:
     def compute(inp, out, scale):
         if inp.shape[1] != out.shape[1]:
             raise ValueError(f"{name}: {inp.shape[1]} windows but {out.shape[1]} outputs")
-        _store(out, _row_sum(inp), scale[:, None])
+        _store(out, _row_sum(inp), scale)
 
     def cycles(inp_count, inp_length):
         return row_cycles(inp_count, inp_length)
@@ -569,12 +597,9 @@ SgdMomentumLr = _family("SgdMomentumLr", lambda dt: _build_sgd(dt, True), [(dt,)
 MaskedSum = _family("MaskedSum", lambda s, d: _build_masked_plain("sum", s, d), _PAIRS, True)
 MaskedMax = _family("MaskedMax", lambda s, d: _build_masked_plain("max", s, d), _PAIRS, True)
 MaskedMin = _family("MaskedMin", lambda s, d: _build_masked_plain("min", s, d), _PAIRS, True)
-MaskedSumSqDev = _family("MaskedSumSqDev", lambda s: _build_masked_derived("sumsqdev", s),
-                         [(dt,) for dt in _FLOATS])
-MaskedSumExpDev = _family("MaskedSumExpDev", lambda s: _build_masked_derived("sumexp", s),
-                          [(dt,) for dt in _FLOATS])
-MaskedSumProdDev = _family("MaskedSumProdDev", lambda s: _build_masked_derived("sumprod", s),
-                           [(dt,) for dt in _FLOATS])
+MaskedSumSqDev = _family("MaskedSumSqDev", lambda s: _build_masked_dev("sumsqdev", s), [(dt,) for dt in _FLOATS])
+MaskedSumExpDev = _family("MaskedSumExpDev", lambda s: _build_masked_dev("sumexp", s), [(dt,) for dt in _FLOATS])
+MaskedSumProdDev = _family("MaskedSumProdDev", _build_masked_sum_prod, [(dt,) for dt in _FLOATS])
 MaskedPick = _family("MaskedPick", _build_masked_pick, _FLOAT_LABEL)
 MaskedFirstMatch = _family("MaskedFirstMatch", _build_masked_first_match, _FLOAT_LABEL)
 MaskedCountEqual = _family("MaskedCountEqual", _build_masked_count_equal, [(lt,) for lt in _LABELS])

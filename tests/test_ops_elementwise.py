@@ -261,8 +261,9 @@ def test_relu_grad_matches_torch(dtype, mapping):
 def test_elementwise_plan_is_pure_and_bounded():
     target = new_graph(4).target
     assert ew.plan_elementwise(target, 10_000, pl.FLOAT) == {"vertex_length": ew.MAX_VERTEX_ELEMENTS}
-    assert ew.plan_elementwise(target, 1, pl.HALF) == {"vertex_length": 4}
-    assert ew.plan_elementwise(target, 100, pl.FLOAT) == {"vertex_length": 18}  # ceil(100/6)=17 -> 18
+    assert ew.plan_elementwise(target, 1, pl.HALF) == {"vertex_length": 64}  # MIN_VERTEX_BYTES
+    assert ew.plan_elementwise(target, 1, pl.FLOAT) == {"vertex_length": 32}
+    assert ew.plan_elementwise(target, 400, pl.FLOAT) == {"vertex_length": 68}  # ceil(400/6)=67 -> 68
 
 
 # ==================================================================== reduce

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import codelets
 import poplar_like as pl
-from codelets import nn
+from codelets import costs, nn
 from poplar_like.codelet import INPUT, STATE, VECTOR, VECTOR_LIST, estimate_cycles
 from poplar_like.ops import loss as loss_ops
 from poplar_like.ops import norm, optim, pool
@@ -81,8 +81,12 @@ def torch_of(x: np.ndarray, grad: bool = False) -> torch.Tensor:
 
 
 # ==================================================================== codelets.nn
+MASKED = {cls for name, family in nn.FAMILIES.items() if name.startswith("Masked") for cls in family}
+
+
 def _field_arrays(cls, rng, n: int, length: int) -> dict[str, np.ndarray]:
-    """Random arguments for one batch of ``cls`` (vector fields ``length`` long)."""
+    """Random arguments for one batch of ``cls`` (vector fields ``length`` long; masked codelets
+    get 3 rows of ``length``, pooling codelets 3 windows of 4)."""
     windows, window = 3, 4
     arrays: dict[str, np.ndarray] = {}
     for name, fld in cls.fields.items():
@@ -94,13 +98,16 @@ def _field_arrays(cls, rng, n: int, length: int) -> dict[str, np.ndarray]:
                 shape = (n, windows)
             elif cls in set(nn.MaxPoolWindowGrad):
                 shape = (n, windows * window) if name == "out" else (n, windows)
+            elif cls in MASKED:
+                shape = (n, windows * length) if name in ("inp", "other", "col") else (n, windows)
             else:
                 shape = (n, length)
         else:
             shape = (n,)
-        if fld.direction == STATE:
-            value = {"count": rng.integers(0, length + 1, n), "num_classes": np.full(n, 5),
-                     "unbias": np.full(n, 1.25)}.get(name, rng.uniform(0.05, 0.9, n))
+        if name == "count":
+            value = rng.integers(0, length + 1, shape)
+        elif fld.direction == STATE:
+            value = {"num_classes": np.full(n, 5), "unbias": np.full(n, 1.25)}.get(name, rng.uniform(0.05, 0.9, n))
         elif dt.kind in "iu":
             value = rng.integers(0, 5, shape)
         else:
@@ -152,37 +159,41 @@ def test_nn_codelet_batch_equals_one_by_one(cls):
     assert cls in codelets.all_codelets() and cls.__doc__
 
 
-def test_masked_reductions_ignore_padding():
-    x = np.array([[1, 2, 3, 100], [5, -1, 7, 7]], F16)
-    count = np.array([3, 2], np.uint32)
-    out = np.zeros(2, F32)
-    nn.MaskedSum[F16, F32].compute(inp=x, out=out, count=count, scale=np.array([1, 0.5], F32))
-    np.testing.assert_array_equal(out, [6, 2])
-    out = np.zeros(2, F16)
-    nn.MaskedMax[F16].compute(inp=x, out=out, count=count)
-    np.testing.assert_array_equal(out, [3, 5])
-    first = np.zeros(2, np.int32)
+def test_masked_reductions_reduce_rows_and_ignore_padding():
+    x = np.array([[1, 2, 3, 100, 5, -1, 7, 7]], F16)  # two rows of 4
+    count = np.array([[3, 2]], np.uint32)
+    out = np.zeros((1, 2), F32)
+    nn.MaskedSum[F16, F32].compute(inp=x, count=count, out=out, scale=np.array([0.5], F32))
+    np.testing.assert_array_equal(out, [[3, 2]])
+    out = np.zeros((1, 2), F16)
+    nn.MaskedMax[F16].compute(inp=x, count=count, out=out)
+    np.testing.assert_array_equal(out, [[3, 5]])
+    first = np.zeros((1, 2), np.int32)
     nn.MaskedFirstMatch[F32, np.int32].compute(
-        inp=np.array([[1, 3, 3, 0], [2, 2, 2, 2]], F32), col=np.array([[0, 1, 2, 3], [4, 5, 6, 7]], np.int32),
-        shift=np.array([3, 9], F32), out=first, count=np.array([4, 4], np.uint32))
-    np.testing.assert_array_equal(first, [1, np.iinfo(np.int32).max])
+        inp=np.array([[1, 3, 3, 0, 2, 2, 2, 2]], F32), col=np.array([[0, 1, 2, 3, 4, 5, 6, 7]], np.int32),
+        shift=np.array([[3, 9]], F32), count=np.array([[4, 4]], np.uint32), out=first)
+    np.testing.assert_array_equal(first, [[1, np.iinfo(np.int32).max]])
     with pytest.raises(ValueError, match="count 9"):
-        nn.MaskedSum[F32].compute(inp=np.zeros((1, 4), F32), out=np.zeros(1, F32),
-                                  count=np.array([9], np.uint32), scale=np.ones(1, F32))
+        nn.MaskedSum[F32].compute(inp=np.zeros((1, 4), F32), count=np.array([[9]], np.uint32),
+                                  out=np.zeros((1, 1), F32), scale=np.ones(1, F32))
+    rows = np.array([[5, 2]])  # one vertex, two rows: 3 and 1 float vectors
+    assert nn.masked_cycles("sum", rows, F32)[0] == costs.REDUCE_OVERHEAD + 2 * nn.MASKED_ROW_OVERHEAD + 3 + 1
+    assert nn.masked_cycles_bound("sum", 8, 2, F32) >= nn.masked_cycles("sum", np.array([[4, 4]]), F32)[0]
 
 
-def test_masked_sum_of_long_vectors_does_not_depend_on_the_batch():
+def test_masked_sum_of_long_rows_does_not_depend_on_the_batch():
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((7, 512)).astype(F32)
-    count = rng.integers(200, 513, 7).astype(np.uint32)
+    x = rng.standard_normal((7, 1024)).astype(F32)  # two rows of 512 per instance
+    count = rng.integers(200, 513, (7, 2)).astype(np.uint32)
     scale = np.ones(7, F32)
-    out = np.zeros(7, F32)
-    nn.MaskedSum[F32].compute(inp=x, out=out, count=count, scale=scale)
+    out = np.zeros((7, 2), F32)
+    nn.MaskedSum[F32].compute(inp=x, count=count, out=out, scale=scale)
     for i in range(7):
-        one = np.zeros(1, F32)
-        nn.MaskedSum[F32].compute(inp=x[i:i + 1], out=one, count=count[i:i + 1], scale=scale[i:i + 1])
-        assert one.view(np.uint32)[0] == out.view(np.uint32)[i]
-    np.testing.assert_allclose(out, [x[i, :count[i]].astype(np.float64).sum() for i in range(7)], rtol=1e-5)
+        one = np.zeros((1, 2), F32)
+        nn.MaskedSum[F32].compute(inp=x[i:i + 1], count=count[i:i + 1], out=one, scale=scale[i:i + 1])
+        np.testing.assert_array_equal(one.view(np.uint32), out[i:i + 1].view(np.uint32))
+    want = [[x[i, 512 * r:512 * r + count[i, r]].astype(np.float64).sum() for r in range(2)] for i in range(7)]
+    np.testing.assert_allclose(out, want, rtol=1e-5)
 
 
 def test_max_pool_window_grad_picks_the_first_maximum():
@@ -485,3 +496,44 @@ def test_sgd_errors():
         optim.sgd_momentum_step(g, p, mapped(g, "g", (4,)), p, 0.1, 0.9, 0.0, pl.Sequence())
     with pytest.raises(pl.DTypeError, match="lr must be FLOAT"):
         optim.sgd_momentum_step(g, p, p, p, mapped(g, "lr", (1,), pl.HALF), 0.9, 0.0, pl.Sequence())
+
+
+def test_sgd_steps_share_one_per_tile_copy_of_the_learning_rate():
+    """The run-time learning rate is broadcast once per sequence; every step then reads its own
+    tile's copy, so a step whose tensors live together moves nothing."""
+    rng = np.random.default_rng(8)
+    g = new_graph(8)
+    params = [mapped(g, f"p{i}", shape, pl.FLOAT, "spread") for i, shape in enumerate([(5, 7), (33,)])]
+    grads = [g.clone(p, f"g{i}") for i, p in enumerate(params)]
+    velocities = [g.clone(p, f"v{i}") for i, p in enumerate(params)]
+    lr = mapped(g, "lr", (1,), pl.FLOAT, "0")
+    prog = pl.Sequence()
+    for i, (p, gr, v) in enumerate(zip(params, grads, velocities, strict=True)):
+        optim.sgd_momentum_step(g, p, gr, v, lr, 0.5, 0.0, prog, name=f"sgd{i}")
+    engine = pl.Engine(g, prog)
+    values = {}
+    for p, gr, v in zip(params, grads, velocities, strict=True):
+        values[p], values[gr] = rng.standard_normal(p.shape).astype(F32), rng.standard_normal(p.shape).astype(F32)
+        engine.write_tensor(p, values[p])
+        engine.write_tensor(gr, values[gr])
+        engine.write_tensor(v, np.zeros(p.shape, F32))
+    engine.write_tensor(lr, np.array([0.25], F32))
+    engine.run()
+    for p, gr in zip(params, grads, strict=True):
+        np.testing.assert_allclose(engine.read_tensor(p), values[p] - 0.25 * values[gr], rtol=1e-6)
+    steps = engine.profile()["steps"]
+    assert sum(1 for s in steps if s["kind"] == "copy") == 1
+    assert all(s["exchange_bytes"] == 0 for s in steps if s["name"].startswith("sgd"))
+
+
+def test_batch_norm_statistics_live_with_their_channels():
+    g = new_graph(8)
+    x = mapped(g, "x", (2, 6, 4, 4), pl.FLOAT, "linear")
+    gamma, beta = mapped(g, "gamma", (6,), mapping="spread"), mapped(g, "beta", (6,), mapping="spread")
+    prog = pl.Sequence()
+    _, mean, invstd = norm.batch_norm_training(g, x, gamma, beta, 1e-5, prog)
+    owners = g.tile_of_elements(x)[0, :, 0, 0]
+    np.testing.assert_array_equal(norm.channel_tiles(g, x), owners)
+    np.testing.assert_array_equal(g.tile_of_elements(mean), owners)
+    np.testing.assert_array_equal(g.tile_of_elements(invstd), owners)
+    assert len(set(owners.tolist())) > 1

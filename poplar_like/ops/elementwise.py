@@ -4,12 +4,15 @@ tiles where the output lives, so an op on tensors mapped alike needs no exchange
 Every op splits the elements it writes by tile into runs of at most ``vertex_length`` elements
 (``plan_elementwise``: the busiest tile's elements shared by its workers, a whole number of
 data-path vectors, at most :data:`MAX_VERTEX_ELEMENTS`) and adds one vertex per run in bulk.
-The helpers here (``broadcast_to``, ``elementwise_vertices``) are shared by the other ops.
+The helpers here are shared by the other ops: ``broadcast_to``, ``elementwise_vertices``,
+``release_together`` (one WriteUndef per element type) and ``per_tile_copy`` (a run-time scalar
+broadcast once to every tile, so ops reading it do not each make its tile talk to every tile).
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numpy as np
 
@@ -18,13 +21,16 @@ from codelets import nn
 
 from ..dtypes import FLOAT, HALF, as_dtype, poplar_name
 from ..errors import DTypeError, GraphError, TensorError
-from ..graph import ComputeSet, Execute, Graph, Sequence, Tensor
+from ..graph import ComputeSet, Copy, Execute, Graph, Sequence, Tensor, concat
 from ..target import Target
-from .common import gather, op_name, record, split_by_tile, variable_like
+from .common import gather, op_name, record, release, split_by_tile, variable_like
 
 #: Longest vector one elementwise vertex handles (elements): long enough that the loop overhead
 #: is small, short enough that a tile's work spreads over its six workers.
 MAX_VERTEX_ELEMENTS = 256
+#: Smallest run worth a vertex of its own (bytes): below it, a vertex's state (8 bytes a field)
+#: and launch cost outweigh spreading a tile's few elements over more workers.
+MIN_VERTEX_BYTES = 128
 
 #: ``maximum``/``minimum`` are numpy's names; the codelets call them ``max``/``min``.
 _ALIASES = {"maximum": "max", "minimum": "min", "subtract": "sub", "multiply": "mul", "divide": "div"}
@@ -34,11 +40,13 @@ _ALIASES = {"maximum": "max", "minimum": "min", "subtract": "sub", "multiply": "
 @functools.lru_cache(maxsize=1024)
 def plan_elementwise(target: Target, max_tile_elements: int, dtype: object) -> dict:
     """Vertex length for ``max_tile_elements`` on the busiest tile: a worker's share, rounded up to
-    whole vectors, between one vector and ``MAX_VERTEX_ELEMENTS``."""
-    vw = target.vector_width(as_dtype(dtype))
+    whole vectors, between ``MIN_VERTEX_BYTES`` and ``MAX_VERTEX_ELEMENTS``."""
+    dt = as_dtype(dtype)
+    vw = target.vector_width(dt)
     per_worker = -(-int(max_tile_elements) // target.num_worker_contexts)
-    length = -(-per_worker // vw) * vw
-    return {"vertex_length": int(min(max(length, vw), max(MAX_VERTEX_ELEMENTS, vw)))}
+    shortest = max(vw, MIN_VERTEX_BYTES // dt.itemsize)
+    length = -(-max(per_worker, shortest) // vw) * vw
+    return {"vertex_length": int(min(length, max(MAX_VERTEX_ELEMENTS, vw)))}
 
 
 def max_tile_elements(graph: Graph, tensor: Tensor) -> int:
@@ -93,6 +101,39 @@ def elementwise_vertices(graph: Graph, cs: ComputeSet, codelet: type, where: Ten
         graph.add_vertices(cs, codelet, {f: gather(t, positions) for f, t in fields.items()}, tiles,
                            state=state)
     return length
+
+
+def release_together(prog: Sequence, temporaries: list[Tensor]) -> None:
+    """``release`` with one WriteUndef per element type: every program step costs control code on
+    every tile, so an op frees all its temporaries in one step after its last use."""
+    by_dtype: dict[np.dtype, list[Tensor]] = {}
+    for t in temporaries:
+        by_dtype.setdefault(t.dtype, []).append(t.flatten())
+    release(prog, [parts[0] if len(parts) == 1 else concat(parts) for parts in by_dtype.values()])
+
+
+# graph -> [(sequence, scalar's element id, per-tile copy)]: see per_tile_copy
+_PER_TILE: "weakref.WeakKeyDictionary[Graph, list]" = weakref.WeakKeyDictionary()
+
+
+def per_tile_copy(graph: Graph, scalar: Tensor, prog: Sequence, name: str) -> tuple[Tensor, bool]:
+    """A (num_tiles,) variable holding ``scalar``'s value on every tile, refreshed in ``prog``.
+
+    A run-time scalar (a learning rate) read by vertices on every tile would make its tile send
+    to every tile in every op that reads it; instead the first op that needs it in ``prog``
+    appends one Copy (one broadcast per run of ``prog``) and later ops in the same sequence
+    read their tile's copy.  Returns the copies and whether this call created them.
+    """
+    element = int(scalar.flat_ids()[0])
+    for seq, elem, copies in _PER_TILE.setdefault(graph, []):
+        if seq is prog and elem == element:
+            return copies, False
+    tiles = graph.target.num_tiles
+    copies = graph.add_variable(scalar.dtype, (tiles,), name)
+    graph.set_tile_mapping(copies, np.arange(tiles, dtype=np.int32))
+    prog.add(Copy(scalar.flatten()[np.zeros(tiles, dtype=np.int64)], copies))
+    _PER_TILE[graph].append((prog, element, copies))
+    return copies, True
 
 
 def _start(graph: Graph, kind: str, name: str) -> tuple[str, ComputeSet]:
@@ -201,7 +242,8 @@ def scaled_add(graph: Graph, a: Tensor, b: Tensor, scale: float | Tensor, prog: 
     """``a += scale * b`` in place (Poplar's ``scaledAddTo``); ``b`` has ``a``'s shape.
 
     ``scale`` is a Python number (vertex state, fixed at build time) or a 1-element tensor read at
-    run time (FLOAT, or HALF for half data).  Half data is updated in float32.  Returns ``a``."""
+    run time (FLOAT, or HALF for half data; see :func:`per_tile_copy`).  Half data is updated in
+    float32.  Returns ``a``."""
     a, b = _own(graph, a, "scaled_add"), _own(graph, b, "scaled_add")
     if b.shape != a.shape:
         raise TensorError(f"scaled_add: {b.name!r} has shape {b.shape} but {a.name!r} has {a.shape}")
@@ -215,11 +257,11 @@ def scaled_add(graph: Graph, a: Tensor, b: Tensor, scale: float | Tensor, prog: 
             raise TensorError(f"scaled_add: the scale tensor {scale.name!r} must have one element, "
                               f"has shape {scale.shape}")
         codelet = nn.ScaledAddTensor[a.dtype, scale.dtype]
-        n_scale = scale.flatten()
+        copies, _ = per_tile_copy(graph, scale, prog, f"{opname}/scale_copies")
         length = plan_elementwise(graph.target, max_tile_elements(graph, a), a.dtype)["vertex_length"]
         for positions, tiles in split_by_tile(graph, a, length).groups():
             graph.add_vertices(cs, codelet, {"data": gather(a, positions), "delta": gather(b, positions),
-                                             "scale": n_scale[np.zeros(len(tiles), dtype=np.int64)]}, tiles)
+                                             "scale": copies[tiles]}, tiles)
         kind = "tensor"
     else:
         codelet = codelets.ScaledAdd[a.dtype]

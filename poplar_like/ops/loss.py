@@ -18,8 +18,8 @@ from codelets import nn
 from ..dtypes import FLOAT, HALF, INT, UNSIGNED_INT, poplar_name
 from ..errors import DTypeError, TensorError
 from ..graph import Execute, Graph, Sequence, Tensor, map_tensor_linearly
-from .common import linear_variable, op_name, record, release, variable_like
-from .elementwise import broadcast_to, elementwise_vertices
+from .common import linear_variable, op_name, record, variable_like
+from .elementwise import broadcast_to, elementwise_vertices, release_together
 from .reduce import ReduceSpec, build_reduction, plain_spec
 
 
@@ -47,7 +47,9 @@ def _classes(graph: Graph, opname: str, logits: Tensor, dtype: np.dtype) -> Tens
 
 
 def _row_max(graph: Graph, prog: Sequence, opname: str, logits: Tensor) -> tuple[Tensor, list, list, dict]:
-    row_max = linear_variable(graph, FLOAT, (logits.shape[0],), f"{opname}/row_max")
+    """Row maxima, each on the tile holding the row's first logit (so rows spread over tiles)."""
+    row_max = graph.add_variable(FLOAT, (logits.shape[0],), f"{opname}/row_max")
+    graph.set_tile_mapping(row_max, graph.tile_of_elements(logits[:, 0]).astype(np.int32))
     computes, temps, plan = build_reduction(graph, prog, opname, "max", logits, (1,),
                                             [plain_spec(logits, "max", row_max)])
     return row_max, computes, temps, plan
@@ -86,13 +88,12 @@ def softmax_cross_entropy(graph: Graph, logits: Tensor, labels: Tensor, prog: Se
                          {"row_max": row_max, "row_sum": row_sum, "picked": picked, "label": labels,
                           "out": row_loss}, state={"num_classes": k})
     prog.add(Execute(cs))
-    release(prog, [row_max, row_sum, picked])
     loss = linear_variable(graph, FLOAT, (1,), f"{opname}/loss")
     c, t, plan_mean = build_reduction(graph, prog, opname, "mean", row_loss, (0,),
                                       [plain_spec(row_loss, "sum", loss, 1.0 / n)])
-    release(prog, [row_loss])
     computes += [cs] + c
     temps += t + [row_max, row_sum, picked, row_loss]
+    release_together(prog, temps)
     record(graph, opname, "softmax_cross_entropy",
            {"batch": n, "classes": k, "vertex_length": length,
             "reductions": {"max": plan_max, "sums": plan_sums, "mean": plan_mean}}, computes, temps)
@@ -104,26 +105,24 @@ def _argmax_rows(graph: Graph, prog: Sequence, opname: str, logits: Tensor, dtyp
     """First index of each row's maximum, of ``dtype``, mapped like ``like`` (else linearly)."""
     classes = _classes(graph, opname, logits, dtype)
     row_max, computes, temps, plan_max = _row_max(graph, prog, opname, logits)
-    if like is not None:
-        index = variable_like(graph, like, f"{opname}/argmax", dtype)
-    else:
-        index = linear_variable(graph, dtype, (logits.shape[0],), f"{opname}/argmax")
+    index = variable_like(graph, like if like is not None else row_max, f"{opname}/argmax", dtype)
     first = ReduceSpec(lambda d: nn.MaskedFirstMatch[logits.dtype, dtype] if d == dtype else None,
                        dtype, "min", index, elem_inputs={"col": classes}, seg_inputs={"shift": row_max})
     c, t, plan_argmax = build_reduction(graph, prog, opname, "argmax", logits, (1,), [first])
-    release(prog, [row_max])
     return index, computes + c, temps + t + [row_max], {"max": plan_max, "argmax": plan_argmax}
 
 
 def argmax(graph: Graph, logits: Tensor, prog: Sequence, name: str = "") -> Tensor:
     """The first index of the maximum of each row of an (N, K) FLOAT or HALF tensor (as
-    ``torch.argmax(logits, dim=1)``): an UNSIGNED_INT (N,) tensor mapped linearly."""
+    ``torch.argmax(logits, dim=1)``): an UNSIGNED_INT (N,) tensor, each element on the tile of its
+    row's first logit."""
     if not isinstance(logits, Tensor) or logits.graph is not graph or logits.rank != 2 or logits.numel == 0:
         raise TensorError(f"argmax: expected a non-empty (N, K) tensor of this graph, got {logits!r}")
     if logits.dtype not in (FLOAT, HALF):
         raise DTypeError(f"argmax: logits must be FLOAT or HALF, got {poplar_name(logits.dtype)}")
     opname = op_name(graph, "argmax", name)
     index, computes, temps, plans = _argmax_rows(graph, prog, opname, logits, UNSIGNED_INT, None)
+    release_together(prog, temps)
     record(graph, opname, "argmax", {"batch": logits.shape[0], "reductions": plans}, computes, temps)
     return index
 
@@ -138,6 +137,7 @@ def correct_count(graph: Graph, logits: Tensor, labels: Tensor, prog: Sequence, 
     equal = ReduceSpec(lambda d: nn.MaskedCountEqual[labels.dtype] if d == UNSIGNED_INT else None,
                        UNSIGNED_INT, "sum", count, elem_inputs={"other": labels})
     c, t, plans["count"] = build_reduction(graph, prog, opname, "count", index, (0,), [equal])
-    release(prog, [index])
-    record(graph, opname, "correct_count", {"batch": n, "reductions": plans}, computes + c, temps + t + [index])
+    temps += t + [index]
+    release_together(prog, temps)
+    record(graph, opname, "correct_count", {"batch": n, "reductions": plans}, computes + c, temps)
     return count

@@ -4,8 +4,10 @@ Training: the channel mean (a two-stage reduction over N, H, W), then the biased
 mean of squared deviations from it (a second reduction: two passes, as stable as torch's), then
 per channel ``invstd = 1/sqrt(var + eps)``, ``scale = gamma * invstd``,
 ``shift = beta - mean * scale`` and ``y = x * scale + shift`` (the order of ATen's CPU kernel).
-Per-channel values are FLOAT whatever the data type; vertices read them through broadcast views,
-so each tile receives the few channels it needs once.
+Per-channel values are FLOAT whatever the data type, each channel on the tile that holds its first
+element (:func:`channel_tiles`); vertices read them through broadcast views, so each tile receives
+the few channels it needs once.  Gamma and beta are read where they live: map them with
+``channel_tiles`` too and the per-channel step needs no exchange.
 
 Gradient (ATen's training formulas): ``sum_dy`` and ``dotp = sum(dy * (x - mean))`` in one
 reduction, then ``k = dotp * invstd**2 / n``, ``dx = (dy - sum_dy / n - (x - mean) * k) *
@@ -21,8 +23,8 @@ from codelets import nn
 from ..dtypes import FLOAT, HALF, poplar_name
 from ..errors import DTypeError, GraphError, TensorError
 from ..graph import Execute, Graph, Sequence, Tensor
-from .common import linear_variable, op_name, record, release, variable_like
-from .elementwise import broadcast_to, check_dtype, elementwise_vertices
+from .common import op_name, record, variable_like
+from .elementwise import broadcast_to, check_dtype, elementwise_vertices, release_together
 from .reduce import ReduceSpec, build_reduction, plain_spec
 
 _FLOATS = (FLOAT, HALF)
@@ -56,6 +58,21 @@ def _channel_params(graph: Graph, channels: int, who: str, **tensors: Tensor) ->
     return dtypes.pop()
 
 
+def channel_tiles(graph: Graph, x: Tensor) -> np.ndarray:
+    """Where per-channel values of ``x`` live: channel ``c`` on the tile holding ``x[0, c, 0, 0]``
+    (``x[0, c]`` for (N, C)).  Channels spread over the tiles that hold them, so the statistics
+    gather from few tiles and each tile reads back only the channels it holds (a linear mapping
+    would put every layer's channels on tile 0, which would then talk to every tile)."""
+    first = x[(0, slice(None)) + (0,) * (x.rank - 2)]
+    return graph.tile_of_elements(first).astype(np.int32)
+
+
+def _channel_variable(graph: Graph, tiles: np.ndarray, name: str) -> Tensor:
+    t = graph.add_variable(FLOAT, (tiles.size,), name)
+    graph.set_tile_mapping(t, tiles)
+    return t
+
+
 def _per_channel(t: Tensor, x: Tensor) -> Tensor:
     """A (C,) tensor broadcast over x's shape (channel axis 1)."""
     shape = (1, x.shape[1]) + (1,) * (x.rank - 2)
@@ -67,10 +84,10 @@ def batch_norm_training(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, ep
                         momentum: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
     """Normalise with the batch statistics: returns ``(y, mean, invstd)``.
 
-    ``y`` is mapped like ``x``; ``mean`` and ``invstd`` are FLOAT (C,) tensors mapped linearly,
-    for :func:`batch_norm_grad`.  The variance is biased, as torch uses it in training; it is kept
-    (a FLOAT (C,) variable ``"{op}/var"``) so that :func:`update_running_stats` given this
-    ``invstd`` uses the exact variance.  When ``running_mean`` and ``running_var`` are given they
+    ``y`` is mapped like ``x``; ``mean`` and ``invstd`` are FLOAT (C,) tensors mapped by
+    :func:`channel_tiles`, for :func:`batch_norm_grad`.  The variance is biased, as torch uses it
+    in training; it is kept (a FLOAT (C,) variable ``"{op}/var"``) so that
+    :func:`update_running_stats` given this ``invstd`` uses the exact variance.  When ``running_mean`` and ``running_var`` are given they
     are updated here as torch does (unbiased variance, ``momentum``), in the same step.
     """
     channels, axes, per_channel = _layout(graph, x, "batch_norm_training")
@@ -83,8 +100,9 @@ def batch_norm_training(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, ep
         if per_channel < 2:
             raise GraphError("batch_norm_training: the running variance needs more than 1 value per channel")
     opname = op_name(graph, "batch_norm", name)
-    mean = linear_variable(graph, FLOAT, (channels,), f"{opname}/mean")
-    var = linear_variable(graph, FLOAT, (channels,), f"{opname}/var")
+    tiles = channel_tiles(graph, x)
+    mean = _channel_variable(graph, tiles, f"{opname}/mean")
+    var = _channel_variable(graph, tiles, f"{opname}/var")
     computes, temps, plans = [], [], {}
     # mean, then the mean of squared deviations from it
     c, t, plans["mean"] = build_reduction(graph, prog, opname, "mean", x, axes,
@@ -117,8 +135,8 @@ def batch_norm_training(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, ep
                                   {"x": x, "scale": _per_channel(scale, x), "shift": _per_channel(shift, x),
                                    "out": y})
     prog.add(Execute(cs_apply))
-    release(prog, [scale, shift])
     temps += [scale, shift]
+    release_together(prog, temps)
     record(graph, opname, "batch_norm_training",
            {"channels": channels, "per_channel": per_channel, "eps": float(eps), "vertex_length": length,
             "running_stats": running_mean is not None, "reductions": plans},
@@ -136,10 +154,11 @@ def batch_norm_inference(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, r
                          running_var=running_var)
     opname = op_name(graph, "batch_norm_inference", name)
     cs = graph.add_compute_set(f"{opname}/coefficients")
-    invstd = variable_like(graph, running_mean, f"{opname}/invstd", FLOAT)
-    scale = variable_like(graph, running_mean, f"{opname}/scale", FLOAT)
-    shift = variable_like(graph, running_mean, f"{opname}/shift", FLOAT)
-    elementwise_vertices(graph, cs, nn.BnCoefficients[gt, st], running_mean,
+    tiles = channel_tiles(graph, x)
+    invstd = _channel_variable(graph, tiles, f"{opname}/invstd")
+    scale = _channel_variable(graph, tiles, f"{opname}/scale")
+    shift = _channel_variable(graph, tiles, f"{opname}/shift")
+    elementwise_vertices(graph, cs, nn.BnCoefficients[gt, st], scale,
                          {"mean": running_mean, "var": running_var, "gamma": gamma, "beta": beta,
                           "invstd": invstd, "scale": scale, "shift": shift}, state={"eps": float(eps)})
     prog.add(Execute(cs))
@@ -150,7 +169,7 @@ def batch_norm_inference(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, r
                                    "out": y})
     prog.add(Execute(cs_apply))
     temps = [invstd, scale, shift]
-    release(prog, temps)
+    release_together(prog, temps)
     record(graph, opname, "batch_norm_inference", {"channels": channels, "eps": float(eps),
                                                    "vertex_length": length}, [cs, cs_apply], temps)
     return y
@@ -171,7 +190,7 @@ def batch_norm_grad(graph: Graph, x: Tensor, dy: Tensor, mean: Tensor, invstd: T
             raise TensorError(f"batch_norm_grad: {what} must be a FLOAT ({channels},) tensor, got {t!r}")
     gt = _channel_params(graph, channels, "batch_norm_grad", gamma=gamma)
     opname = op_name(graph, "batch_norm_grad", name)
-    sum_dy = linear_variable(graph, FLOAT, (channels,), f"{opname}/sum_dy")
+    sum_dy = _channel_variable(graph, channel_tiles(graph, x), f"{opname}/sum_dy")
     dotp = variable_like(graph, sum_dy, f"{opname}/dotp")
     prod = ReduceSpec(lambda d: nn.MaskedSumProdDev[x.dtype] if d == FLOAT else None, FLOAT, "sum", dotp,
                       elem_inputs={"other": x}, seg_inputs={"shift": mean})
@@ -196,7 +215,7 @@ def batch_norm_grad(graph: Graph, x: Tensor, dy: Tensor, mean: Tensor, invstd: T
                                    "out": dx})
     prog.add(Execute(cs_apply))
     mine = [sum_dy, dotp, k, grad_mean, gscale]
-    release(prog, mine)
+    release_together(prog, temps + mine)
     record(graph, opname, "batch_norm_grad", {"channels": channels, "per_channel": per_channel,
                                               "vertex_length": length, "reduction": plan},
            computes + [cs, cs_apply], temps + mine)

@@ -10,12 +10,12 @@ torch.optim.SGD's arithmetic (dampening 0, no Nesterov)::
 
 The learning rate is a Python number (fixed in the vertex state) or a 1-element FLOAT tensor that
 the program reads at run time, so a training script can change it between runs with
-``engine.write_tensor``.  Half parameters are updated in float32 and rounded once.
+``engine.write_tensor``; the first step in a sequence broadcasts it to a copy on every tile, which
+the later steps of that sequence read (``elementwise.per_tile_copy``), so no tile talks to every
+tile in every step.  Half parameters are updated in float32 and rounded once.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from codelets import nn
 
@@ -23,7 +23,7 @@ from ..dtypes import FLOAT, HALF, poplar_name
 from ..errors import DTypeError, TensorError
 from ..graph import Execute, Graph, Sequence, Tensor
 from .common import gather, op_name, record, split_by_tile
-from .elementwise import check_dtype, max_tile_elements, plan_elementwise
+from .elementwise import check_dtype, max_tile_elements, per_tile_copy, plan_elementwise
 
 
 def sgd_momentum_step(graph: Graph, param: Tensor, grad: Tensor, velocity: Tensor, lr: float | Tensor,
@@ -49,7 +49,7 @@ def sgd_momentum_step(graph: Graph, param: Tensor, grad: Tensor, velocity: Tenso
         if lr.dtype != FLOAT:
             raise DTypeError(f"sgd_momentum_step: lr must be FLOAT, got {poplar_name(lr.dtype)}")
         codelet = nn.SgdMomentumLr[param.dtype]
-        lr_flat = lr.flatten()
+        lr_flat, _ = per_tile_copy(graph, lr, prog, f"{opname}/lr_copies")
     else:
         codelet = nn.SgdMomentum[param.dtype]
         state["lr"] = float(lr)
@@ -59,7 +59,7 @@ def sgd_momentum_step(graph: Graph, param: Tensor, grad: Tensor, velocity: Tenso
         fields = {"param": gather(param, positions), "grad": gather(grad, positions),
                   "velocity": gather(velocity, positions)}
         if lr_flat is not None:
-            fields["lr"] = lr_flat[np.zeros(len(tiles), dtype=np.int64)]
+            fields["lr"] = lr_flat[tiles]
         graph.add_vertices(cs, codelet, fields, tiles, state=state)
     prog.add(Execute(cs))
     record(graph, opname, "sgd_momentum_step",

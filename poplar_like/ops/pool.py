@@ -28,7 +28,7 @@ from ..errors import GraphError, TensorError
 from ..graph import ComputeSet, Execute, Graph, Sequence, Tensor
 from ..target import Target
 from .common import gather, linear_variable, op_name, record, release, split_by_tile, variable_like
-from .elementwise import broadcast_to, check_dtype, elementwise_vertices
+from .elementwise import broadcast_to, check_dtype, elementwise_vertices, release_together
 from .reduce import build_reduction, plain_spec
 
 #: Elements (windows x window size) one pooling vertex reads at most.
@@ -281,6 +281,7 @@ def global_avg_pool(graph: Graph, x: Tensor, prog: Sequence, name: str = "") -> 
     out = linear_variable(graph, x.dtype, (n, c_), f"{opname}/out")
     spec = plain_spec(x, "sum", out, 1.0 / (h * w))
     computes, temps, plan = build_reduction(graph, prog, opname, "", x, (2, 3), [spec])
+    release_together(prog, temps)
     record(graph, opname, "global_avg_pool", plan, computes, temps)
     return out
 
