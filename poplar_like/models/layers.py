@@ -167,6 +167,10 @@ class BatchNorm2d(Layer):
         self.running_var = net.buffer(f"{name}.running_var", (channels,))
 
     def forward(self, net: Net, x: Tensor) -> Tensor:
+        # per-channel parameters and statistics live with their channel's data (no exchange)
+        tiles = ops.norm.channel_tiles(net.graph, x)
+        for t in (self.weight, self.bias, self.running_mean, self.running_var):
+            net.graph.set_tile_mapping(t, tiles)
         if not net.training:  # inference: the running statistics
             return ops.batch_norm_inference(net.graph, x, self.weight, self.bias, self.running_mean,
                                             self.running_var, self.eps, net.forward, name=f"{self.name}/bn")
