@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import poplar_like as pl
-from poplar_like.profile import Profile, graphdraw, graphdump
+from poplar_like.profile import Profile, graphdraw, graphdump, graphlevels
 from poplar_like.profile.graphdump import dump_graph, load_dump, write_dumps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,7 +155,10 @@ def test_vertex_table_matches_graph(which, request):
     assert got == codelets
     # total connected elements: regions cover every field element exactly once
     elements = sum(int(ids.size) for _, _, b in _block_rows(graph) for ids in b.edges.values() if ids is not None)
-    assert int(dump["region_length"].sum()) == elements
+    assert int(dump["region_elements"].sum()) == elements
+    exact = ~dump["edge_summarised"][np.repeat(np.arange(dump["edge_vertex"].size), np.diff(dump["edge_region_offsets"]))]
+    np.testing.assert_array_equal(dump["region_length"][exact], dump["region_elements"][exact])
+    assert m["regions"]["summarised_edges"] == int(dump["edge_summarised"].sum())
     dump.close()
 
 
@@ -202,6 +205,77 @@ def test_regions_split_where_ids_jump(tmp_path):
     assert per_edge[1] == [("a", 0, 1), ("a", 2, 1), ("a", 4, 1)]
     assert dump.manifest["levels"] == ["vertex"]
     dump.close()
+
+
+def test_edges_with_many_runs_are_summarised(tmp_path, monkeypatch):
+    """Above MAX_REGIONS_PER_EDGE runs an edge gets one bounding region per variable it touches."""
+    import codelets
+
+    monkeypatch.setattr(graphdump, "MAX_REGIONS_PER_EDGE", 2)
+    graph = pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=2).create_device())
+    a = graph.add_variable(pl.FLOAT, (8,), "a")
+    b = graph.add_variable(pl.FLOAT, (8,), "b")
+    out = graph.add_variable(pl.FLOAT, (3,), "out")
+    for t in (a, b, out):
+        graph.set_tile_mapping(t, 0)
+    cs = graph.add_compute_set("x/sum/apply")
+    graph.add_vertex(cs, codelets.ReduceSum[pl.FLOAT], {"inp": pl.concat([a[4:6], b[0:3]]), "out": out[0]}, tile=0)
+    graph.add_vertex(cs, codelets.ReduceSum[pl.FLOAT], {"inp": a[::2], "out": out[1]}, tile=1)
+    graph.add_vertex(cs, codelets.ReduceSum[pl.FLOAT], {"inp": pl.concat([b[6:7], a[5::-2], b[1:2]]),
+                                                        "out": out[2]}, tile=1)
+    manifest = dump_graph(graph, None, str(tmp_path), levels=("vertex",))
+    assert manifest["regions"]["max_per_edge"] == 2 and manifest["regions"]["summarised_edges"] == 2
+    assert manifest["counts"]["edges"] == graph.num_edges()
+    dump = load_dump(str(tmp_path))
+    names = [v["name"] for v in dump.manifest["variables"]]
+    offsets = dump["edge_region_offsets"]
+    got = {}
+    for e in range(dump["edge_vertex"].size):
+        if dump.manifest["fields"][dump["edge_field"][e]]["name"] != "inp":
+            continue
+        rows = range(offsets[e], offsets[e + 1])
+        got[int(dump["edge_vertex"][e])] = (bool(dump["edge_summarised"][e]), [
+            (names[dump["region_variable"][r]], int(dump["region_start"][r]), int(dump["region_length"][r]),
+             int(dump["region_elements"][r])) for r in rows])
+    assert got[0] == (False, [("a", 4, 2, 2), ("b", 0, 3, 3)])  # two runs: exact
+    assert got[1] == (True, [("a", 0, 7, 4)])  # four runs of one element: a[0..6], 4 of them
+    assert got[2] == (True, [("a", 1, 5, 3), ("b", 1, 6, 2)])  # per variable, in variable order
+    dump.close()
+
+
+def test_dataflow_matches_sets(synthetic):
+    """The data-flow edges equal a plain set computation: distinct elements written and read."""
+    graph, _, _ = synthetic
+    info = graphdump.compute_set_groups(graph)
+    itemsize = {}
+    for v in graph.variables:
+        for i in range(v.base, v.base + v.size):
+            itemsize[i] = v.dtype.itemsize
+    for group, n in ((None, len(graph.compute_sets)), (info["cs_op"], len(info["ops"])),
+                     (info["cs_layer"], len(info["layers"]))):
+        of = np.arange(n) if group is None else np.asarray(group)
+        writes = [set() for _ in range(n)]
+        reads = [set() for _ in range(n)]
+        for c, cs in enumerate(graph.compute_sets):
+            for block in cs.blocks:
+                for name, ids in block.edges.items():
+                    if ids is None:
+                        continue
+                    fld = block.codelet.fields[name]
+                    if fld.writes:
+                        writes[of[c]].update(np.asarray(ids).reshape(-1).tolist())
+                    if fld.reads:
+                        reads[of[c]].update(np.asarray(ids).reshape(-1).tolist())
+        want = {}
+        for w in range(n):
+            for r in range(n):
+                common = writes[w] & reads[r]
+                if w != r and common:
+                    want[(w, r)] = (sum(itemsize[i] for i in common), len(common))
+        src, dst, nbytes, nelem = graphlevels.dataflow(graph, None if group is None else group, n)
+        got = {(s, t): (b, e) for s, t, b, e in zip(src.tolist(), dst.tolist(), nbytes.tolist(), nelem.tolist(),
+                                                    strict=True)}
+        assert got == want
 
 
 def test_regions_reconstruct_every_field(synthetic):

@@ -6,7 +6,9 @@ Without ``--dump`` it builds the synthetic 8-layer graph of tools/synthetic_grap
 of 16 tiles, runs it once and draws that, plus the tutorial's 4-vertex graph.  With ``--dump DIR``
 (a directory an example's ``--dump-graph DIR`` wrote: the graph dump and ``profile.json``) it
 draws that network instead, naming the files ``{prefix}graph.png``, ``{prefix}memory_by_tile.png``...
-The HTML report's first screen is captured too when headless Chromium is installed.
+The HTML report's first screen is captured too when headless Chromium is installed.  A dump
+without ``profile.json`` (``dump_graph(graph, None, DIR)``: a graph never compiled) gets only
+the graph pictures (``graph.png``, ``graph_op.png`` and, with Graphviz, ``layer_dot.png``).
 """
 
 from __future__ import annotations
@@ -130,17 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     draw_graph(dump, [out + "graph_op.png"], level="op", depth=args.depth, size=(12.0, 7.5), dpi=args.dpi)
     graphviz(os.path.join(dump, "layer.dot"), out + "layer_dot.png", 40)
     profile = os.path.join(dump, "profile.json")
-    written = plot_profile(profile, work, dpi=args.dpi)
-    for name, paths in written.items():
-        shutil.copyfile(paths[0], out + f"{name}.png")
-    report = os.path.join(work, "report.html")
-    write_report(profile, report)
-    shot = screenshot(report, out + "report.png")
+    shot = has_profile = os.path.exists(profile)  # a dump of a graph alone (dump_graph(graph, None, DIR)) has none
+    if has_profile:
+        written = plot_profile(profile, work, dpi=args.dpi)
+        for name, paths in written.items():
+            shutil.copyfile(paths[0], out + f"{name}.png")
+        report = os.path.join(work, "report.html")
+        write_report(profile, report)
+        shot = screenshot(report, out + "report.png")
     for name in sorted(os.listdir(args.out)):
         if name.startswith(args.prefix) and name.endswith(".png"):
             shrink(os.path.join(args.out, name))
             print(f"{os.path.join(args.out, name)}  {os.path.getsize(os.path.join(args.out, name)) / 1024:,.0f} KiB")
-    if not shot:
+    if not has_profile:
+        print(f"{dump}: no profile.json: only the graph pictures were drawn", file=sys.stderr)
+    elif not shot:
         print("no chromium: the report screenshot was not made", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -6,7 +6,8 @@
   (compute sets with their op and layer, ops, layers, codelets, fields, variables);
 * ``graph.npz``: the vertex-level graph as columns (``vertex_*``: one row per vertex;
   ``edge_*``: one row per edge as Poplar counts them; ``region_*``: the contiguous element ranges
-  each edge connects to);
+  each edge connects to, exact up to ``MAX_REGIONS_PER_EDGE`` runs per edge, else one bounding
+  range per variable with its element count);
 * ``vertices.graphml`` and ``vertices.dot`` for small graphs (vertices and variables as nodes,
   one edge per region), and ``{level}.json``, ``{level}.graphml``, ``{level}.dot`` for the
   aggregated levels ``compute_set``, ``op``, ``layer`` and ``tile`` (:mod:`.graphlevels`).
@@ -48,6 +49,9 @@ MAX_DOT_VERTICES = 2_000
 MAX_DOT_EDGES = 20_000
 DIRECTIONS = ("input", "output", "inout")
 _CHUNK = 1 << 22  # elements per pass when splitting fields into regions
+#: an edge (one field of a vertex, one vector of a VectorList) with more runs of consecutive element
+#: ids than this is summarised: one bounding region per variable it touches (``edge_summarised``)
+MAX_REGIONS_PER_EDGE = 8
 
 
 # ====================================================================== names
@@ -114,36 +118,75 @@ def _group_blocks(graph: Graph) -> tuple[list[_FieldGroup], np.ndarray]:
     return list(groups.values()), cs_first
 
 
-def _regions(ids: np.ndarray, graph: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split rows of element ids ``(m, L)`` into maximal runs of consecutive ids in one variable.
+def _regions(ids: np.ndarray, graph: Graph, cap: int) -> tuple[np.ndarray, ...]:
+    """Split rows of element ids ``(m, L)`` (one row per edge) into regions.
 
-    Returns ``(regions per row, first element id of each region, its length, its variable)``.
+    A row with at most ``cap`` maximal runs of consecutive ids in one variable gets one region per
+    run (exact).  A row with more runs is *summarised*: one region per variable it touches,
+    spanning its smallest to its largest id there, with the number of field elements in it.
+    Returns ``(regions per row, summarised per row, first element id of each region, its length,
+    its element count, its variable)``.
     """
     m, length = ids.shape
     if length == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return np.zeros(m, dtype=np.int64), empty, empty, empty
+        return np.zeros(m, dtype=np.int64), np.zeros(m, dtype=bool), empty, empty, empty, empty
     single = graph.single_variable(ids)
     brk = np.empty((m, length), dtype=bool)
     brk[:, 0] = True
     np.not_equal(ids[:, 1:], ids[:, :-1] + 1, out=brk[:, 1:])
-    variables = None
     if single is None:
         variables = graph.variable_of(ids.reshape(-1)).reshape(m, length)
         brk[:, 1:] |= variables[:, 1:] != variables[:, :-1]
-    starts = np.flatnonzero(brk)
+        del variables
     per_row = brk.sum(axis=1, dtype=np.int64)
+    over = per_row > cap
+    starts = np.flatnonzero(brk)
+    del brk
     lengths = np.diff(np.append(starts, m * length))
-    first = ids.reshape(-1)[starts].astype(np.int64)
-    var = np.full(starts.size, single, dtype=np.int64) if variables is None else variables.reshape(-1)[starts]
-    return per_row, first, lengths, var
+    flat = ids.reshape(-1)
+    if not over.any():
+        first = flat[starts].astype(np.int64)
+        var = np.full(starts.size, single, dtype=np.int64) if single is not None else graph.variable_of(first)
+        return per_row, over, first, lengths, lengths, var
+    keep = ~over[starts // length]
+    starts, lengths = starts[keep], lengths[keep]
+    row_exact = starts // length
+    first_exact = flat[starts].astype(np.int64)
+    # summarised rows: sorted within the row, ids of one variable are adjacent
+    rows = np.flatnonzero(over)
+    sub = np.sort(ids[rows], axis=1)
+    sub_var = graph.variable_of(sub.reshape(-1)).reshape(sub.shape) if single is None else None
+    sbrk = np.zeros(sub.shape, dtype=bool)
+    sbrk[:, 0] = True
+    if sub_var is not None:
+        np.not_equal(sub_var[:, 1:], sub_var[:, :-1], out=sbrk[:, 1:])
+    sstart = np.flatnonzero(sbrk)
+    send = np.append(sstart[1:], sub.size) - 1
+    sflat = sub.reshape(-1)
+    first_sum = sflat[sstart].astype(np.int64)
+    span_sum = sflat[send].astype(np.int64) - first_sum + 1
+    count_sum = send - sstart + 1
+    row_sum = rows[sstart // length]
+    per_row[rows] = sbrk.sum(axis=1, dtype=np.int64)
+    order = np.argsort(np.concatenate([row_exact, row_sum]), kind="stable")
+    first = np.concatenate([first_exact, first_sum])[order]
+    span = np.concatenate([lengths, span_sum])[order]
+    count = np.concatenate([lengths, count_sum])[order]
+    var = np.full(first.size, single, dtype=np.int64) if single is not None else graph.variable_of(first)
+    return per_row, over, first, span, count, var
 
 
-def vertex_tables(graph: Graph, groups_info: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], list[dict]]:
+def vertex_tables(graph: Graph, groups_info: dict[str, Any] | None = None,
+                  max_regions: int | None = None) -> tuple[dict[str, np.ndarray], list[dict]]:
     """The vertex, edge and region columns of ``graph.npz``, and the field table they index.
 
-    Vectorised per group of blocks with equal codelet and field shapes, never per vertex.
+    Vectorised per group of blocks with equal codelet and field shapes, never per vertex, and in
+    chunks of about ``_CHUNK`` element ids, so memory beyond the output stays bounded.  An edge
+    with more than ``max_regions`` (default ``MAX_REGIONS_PER_EDGE``) runs is summarised
+    (see :func:`_regions`), so there are at most ``max_regions`` regions per edge and variable.
     """
+    cap = MAX_REGIONS_PER_EDGE if max_regions is None else int(max_regions)
     info = groups_info or compute_set_groups(graph)
     n_vertices = graph.num_vertices()
     num_cs = len(graph.compute_sets)
@@ -177,48 +220,58 @@ def vertex_tables(graph: Graph, groups_info: dict[str, Any] | None = None) -> tu
                                "kind": fld.type.kind, "dtype": poplar_name(fld.type.dtype),
                                "itemsize": int(fld.type.dtype.itemsize)})
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("edge_vertex", "edge_field", "edge_item", "edge_regions",
-                                                          "region_variable", "region_start", "region_length")}
+    elem = np.int32 if graph.num_elements < 2 ** 31 else np.int64
+    dtypes = {"edge_vertex": vidx, "edge_field": np.int32, "edge_item": np.int32, "edge_regions": np.int64,
+              "edge_summarised": bool, "region_variable": np.int32, "region_start": elem, "region_length": elem,
+              "region_elements": elem}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in dtypes}
+
+    def add(key: str, values: np.ndarray) -> None:
+        parts[key].append(values.astype(dtypes[key], copy=False))
+
     bases = graph.variable_bases()
     groups, _ = _group_blocks(graph)
     for group in groups:
-        vert = np.concatenate([np.arange(v, v + b.n, dtype=np.int64) for b, v in zip(group.blocks, group.vertices,
-                                                                                     strict=True)])
         for name in group.blocks[0].edges:
             if group.blocks[0].edges[name] is None:
                 continue
-            ids = np.concatenate([b.edges[name] for b in group.blocks]) if len(group.blocks) > 1 \
-                else group.blocks[0].edges[name]
             kind = group.codelet.fields[name].type.kind
-            n = ids.shape[0]
-            items = ids.shape[1] if kind == VECTOR_LIST else 1
-            width = 1 if ids.ndim == 1 else ids.shape[-1]
-            rows = ids.reshape(n * items, width)  # one row per edge
-            parts["edge_vertex"].append(np.repeat(vert, items))
-            parts["edge_field"].append(np.full(n * items, field_index[(group.codelet, name)], dtype=np.int32))
-            parts["edge_item"].append(np.tile(np.arange(items, dtype=np.int32), n))
-            step = max(1, _CHUNK // max(rows.shape[1], 1))
-            for lo in range(0, rows.shape[0], step):
-                per_row, first, lengths, var = _regions(rows[lo:lo + step], graph)
-                parts["edge_regions"].append(per_row)
-                parts["region_variable"].append(var)
-                parts["region_start"].append(first - bases[var] if first.size else first)
-                parts["region_length"].append(lengths)
+            for block, v0 in zip(group.blocks, group.vertices, strict=True):
+                ids = block.edges[name]
+                n = ids.shape[0]
+                items = ids.shape[1] if kind == VECTOR_LIST else 1
+                width = 1 if ids.ndim == 1 else int(np.prod(ids.shape[1:])) // items
+                add("edge_vertex", np.repeat(np.arange(v0, v0 + n, dtype=np.int64), items))
+                add("edge_field", np.full(n * items, field_index[(group.codelet, name)], dtype=np.int32))
+                add("edge_item", np.tile(np.arange(items, dtype=np.int32), n))
+                step = max(1, _CHUNK // max(items * width, 1))  # vertices per pass
+                for lo in range(0, n, step):
+                    rows = np.ascontiguousarray(ids[lo:lo + step]).reshape(-1, width)  # one row per edge
+                    per_row, summarised, first, span, count, var = _regions(rows, graph, cap)
+                    add("edge_regions", per_row)
+                    add("edge_summarised", summarised)
+                    add("region_variable", var)
+                    add("region_start", first - bases[var] if first.size else first)
+                    add("region_length", span)
+                    add("region_elements", count)
+                    del rows, per_row, summarised, first, span, count, var
 
-    def cat(key: str, dtype: type) -> np.ndarray:
-        return np.concatenate(parts[key]).astype(dtype) if parts[key] else np.zeros(0, dtype=dtype)
+    def cat(key: str) -> np.ndarray:
+        out = np.concatenate(parts[key]) if parts[key] else np.zeros(0, dtype=dtypes[key])
+        parts[key] = []
+        return out
 
-    per_edge = cat("edge_regions", np.int64)
+    per_edge = cat("edge_regions")
     offsets = np.zeros(per_edge.size + 1, dtype=np.int64)
     np.cumsum(per_edge, out=offsets[1:])
-    elem = np.int32 if graph.num_elements < 2 ** 31 else np.int64
+    del per_edge
     arrays = {
         "vertex_cs": vertex_cs, "vertex_codelet": vertex_codelet, "vertex_tile": vertex_tile,
         "vertex_op": cs_op[vertex_cs].astype(np.int32), "vertex_layer": cs_layer[vertex_cs].astype(np.int32),
-        "edge_vertex": cat("edge_vertex", vidx), "edge_field": cat("edge_field", np.int32),
-        "edge_item": cat("edge_item", np.int32), "edge_region_offsets": offsets,
-        "region_variable": cat("region_variable", np.int32), "region_start": cat("region_start", elem),
-        "region_length": cat("region_length", elem),
+        "edge_vertex": cat("edge_vertex"), "edge_field": cat("edge_field"), "edge_item": cat("edge_item"),
+        "edge_region_offsets": offsets, "edge_summarised": cat("edge_summarised"),
+        "region_variable": cat("region_variable"), "region_start": cat("region_start"),
+        "region_length": cat("region_length"), "region_elements": cat("region_elements"),
     }
     return arrays, fields
 
@@ -267,14 +320,24 @@ def dump_graph(graph: Graph, executable: Executable | None, directory: str,
         "fields": fields,
         "variables": [{"name": v.name, "kind": v.kind, "dtype": poplar_name(v.dtype), "shape": list(v.shape),
                        "base": int(v.base), "size": v.size} for v in graph.variables],
+        "regions": {"max_per_edge": MAX_REGIONS_PER_EDGE,
+                    "summarised_edges": int(np.count_nonzero(arrays["edge_summarised"])),
+                    "meaning": "an edge with at most max_per_edge runs of consecutive element ids has one exact "
+                               "region per run; a summarised edge (edge_summarised) has one region per variable "
+                               "it touches, spanning its lowest to highest element there, region_elements of "
+                               "them connected"},
         "files": {"graph": "graph.npz"},
         "levels": [],
         "executable": executable is not None,
     }
-    level_data: dict[str, dict] = {}
+    if "vertex" in levels:
+        manifest["files"]["vertex"] = graphwrite.write_vertex_level(directory, manifest, arrays)
+        manifest["levels"].append("vertex")
+    (np.savez_compressed if compress else np.savez)(os.path.join(directory, "graph.npz"), **arrays)
+    # the levels need only the vertex columns: drop the edge and region columns first
+    arrays = {k: v for k, v in arrays.items() if k.startswith("vertex_")}
     wanted = [lv for lv in levels if lv != "vertex"]
-    if wanted:
-        level_data = graphlevels.aggregate_levels(graph, executable, arrays, info, wanted, counts)
+    level_data = graphlevels.aggregate_levels(graph, executable, arrays, info, wanted, counts) if wanted else {}
     for level, data in level_data.items():
         path = os.path.join(directory, f"{level}.json")
         with open(path, "w") as f:
@@ -283,10 +346,6 @@ def dump_graph(graph: Graph, executable: Executable | None, directory: str,
         files.update(graphwrite.write_level(directory, level, data))
         manifest["files"][level] = files
         manifest["levels"].append(level)
-    if "vertex" in levels:
-        manifest["files"]["vertex"] = graphwrite.write_vertex_level(directory, manifest, arrays)
-        manifest["levels"].insert(0, "vertex")
-    (np.savez_compressed if compress else np.savez)(os.path.join(directory, "graph.npz"), **arrays)
     with open(os.path.join(directory, "graph.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest
@@ -373,6 +432,7 @@ def load_dump(directory: str) -> GraphDump:
     return GraphDump(directory)
 
 
-__all__ = ["FORMAT", "VERSION", "LEVELS", "MAX_GRAPHML_VERTICES", "MAX_DOT_VERTICES", "GraphDump",
+__all__ = ["FORMAT", "VERSION", "LEVELS", "MAX_GRAPHML_VERTICES", "MAX_DOT_VERTICES", "MAX_REGIONS_PER_EDGE",
+           "GraphDump",
            "compute_set_groups", "coarsen", "dump_graph", "layer_of", "load_dump", "op_of", "vertex_tables",
            "write_dumps"]

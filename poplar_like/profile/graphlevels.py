@@ -108,64 +108,127 @@ def tile_pair_arrays(exe: Executable, counts: np.ndarray | None = None) -> dict[
 
 
 # ====================================================================== data flow between compute sets
-def dataflow(graph: Graph, group: np.ndarray | None = None,
-             num_groups: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+_READ_CHUNK = 1 << 22  # element ids per pass over a field
+
+
+def _field_chunks(graph: Graph, want: str, c: int | None = None) -> Any:
+    """``(compute set, flat element ids)`` of every field that reads or writes (``want``), in
+    chunks of about ``_READ_CHUNK`` ids (so a strided view is never copied whole)."""
+    sets = enumerate(graph.compute_sets) if c is None else [(c, graph.compute_sets[c])]
+    for ci, cs in sets:
+        for block in cs.blocks:
+            for name, ids in block.edges.items():
+                if ids is None or not getattr(block.codelet.fields[name], want):
+                    continue
+                per_row = max(1, ids.size // max(ids.shape[0], 1))
+                step = max(1, _READ_CHUNK // per_row)
+                for lo in range(0, ids.shape[0], step):
+                    yield ci, ids[lo:lo + step].reshape(-1)
+
+
+class _Writers:
+    """Who writes each element, from one pass over the written fields.
+
+    ``owner[e]`` is the id of the *set* of compute sets that write element ``e`` (-1 if none):
+    ids below ``C`` are the single compute set of that number, the others index ``sets`` (a
+    conv's output that a norm and a ReLU then update in place is written by three).  Distinct
+    writer sets are few, so memory is one small integer per element.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        C = len(graph.compute_sets)
+        self.C = C
+        self.sets: list[tuple[int, ...]] = [(c,) for c in range(C)]
+        index: dict[tuple[int, ...], int] = {}
+        self.owner = np.full(graph.num_elements, -1, dtype=np.int16 if C < 2 ** 14 else np.int32)
+        for c, flat in _field_chunks(graph, "writes"):
+            prev = self.owner[flat]
+            fresh = prev < 0
+            self.owner[flat[fresh]] = c
+            other = np.flatnonzero(~fresh & (prev != c))
+            if other.size == 0:
+                continue
+            olds = unique_sorted(prev[other].astype(np.int64))
+            new = np.empty(olds.size, dtype=np.int64)
+            for i, old in enumerate(olds.tolist()):
+                members = self.sets[old]
+                key = members if c in members else tuple(sorted(members + (c,)))
+                if len(key) == 1:
+                    new[i] = key[0]
+                    continue
+                if key not in index:
+                    index[key] = len(self.sets)
+                    self.sets.append(key)
+                new[i] = index[key]
+            if new.max() >= np.iinfo(self.owner.dtype).max:
+                self.owner = self.owner.astype(np.int64)
+            self.owner[flat[other]] = new[np.searchsorted(olds, prev[other])]
+
+
+def dataflow(graph: Graph, group: np.ndarray | None = None, num_groups: int | None = None,
+             writers: _Writers | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(writer, reader, bytes, elements)`` data-flow edges between groups of compute sets.
 
     ``group`` gives each compute set's group (default: each its own); an edge counts the distinct
     elements that some compute set of the writer group writes and some of the reader group reads.
-    One sort per group of the ids it writes and of the written ids it reads; the join is
-    vectorised (``searchsorted``), so the cost is that of reading every field once or twice.
+    One pass over the written fields (:class:`_Writers`, reusable across calls) and one over the
+    read fields, in chunks: a per-element stamp array removes repeated reads within a reader
+    group, so no per-group arrays of element ids are built or sorted.  Memory beyond the graph is
+    about 6 bytes per element.
     """
     C = len(graph.compute_sets)
     if group is None:
         group, num_groups = np.arange(C, dtype=np.int64), C
+    group = np.asarray(group, dtype=np.int64)
     G = int(num_groups if num_groups is not None else (int(group.max(initial=-1)) + 1))
-    E = graph.num_elements
-    itemsize = np.repeat(np.array([v.dtype.itemsize for v in graph.variables], dtype=np.uint8),
-                         np.array([v.size for v in graph.variables], dtype=np.int64)) if E else np.zeros(0, np.uint8)
-    members: list[list[Any]] = [[] for _ in range(G)]
-    for c, cs in enumerate(graph.compute_sets):
-        members[int(group[c])].append(cs)
-
-    def ids_of(sets: list[Any], want: str, keep: np.ndarray | None = None) -> np.ndarray:
-        parts = []
-        for cs in sets:
-            for block in cs.blocks:
-                for name, ids in block.edges.items():
-                    if ids is not None and getattr(block.codelet.fields[name], want):
-                        flat = ids.reshape(-1)
-                        parts.append(flat if keep is None else flat[keep[flat]])
-        return unique_sorted(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-
-    written = [ids_of(sets, "writes") for sets in members]
     empty = np.zeros(0, dtype=np.int64)
-    if not any(w.size for w in written):
+    w = writers if writers is not None else _Writers(graph)
+    if C == 0 or not (w.owner >= 0).any():
         return empty, empty.copy(), empty.copy(), empty.copy()
-    w_elem = np.concatenate(written)
-    w_group = np.repeat(np.arange(G, dtype=np.int64), [w.size for w in written])
-    order = np.argsort(w_elem, kind="stable")
-    w_elem, w_group = w_elem[order], w_group[order]
-    is_written = np.zeros(E, dtype=bool)
-    is_written[w_elem] = True
-    del written, order
+    S = len(w.sets)
+    # writer sets as groups: (set, group) pairs, each group once per set
+    set_of, group_of = [], []
+    for sid, members in enumerate(w.sets):
+        for g in sorted({int(group[c]) for c in members}):
+            set_of.append(sid)
+            group_of.append(g)
+    set_of_a, group_of_a = np.array(set_of, dtype=np.int64), np.array(group_of, dtype=np.int64)
+    bases = graph.variable_bases()
+    var_itemsize = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.float64)
+    members_of: list[list[int]] = [[] for _ in range(G)]
+    for c in range(C):
+        members_of[int(group[c])].append(c)
+    stamp = np.full(graph.num_elements, -1, dtype=np.int32)
+    limit = np.iinfo(np.int32).max - (1 << 24)
     src, dst, nbytes, nelem = [], [], [], []
-    for r, sets in enumerate(members):
-        reads = ids_of(sets, "reads", is_written)
-        if reads.size == 0:
-            continue
-        lo = np.searchsorted(w_elem, reads, side="left")
-        n = np.searchsorted(w_elem, reads, side="right") - lo
-        total = int(n.sum())
-        writers = w_group[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(total)]
-        b = np.bincount(writers, weights=itemsize[np.repeat(reads, n)], minlength=G)
-        e = np.bincount(writers, minlength=G)
-        e[r] = 0  # a group that reads what it writes (InOut, or inside an op) is no edge
-        for w in np.flatnonzero(e).tolist():
-            src.append(w)
+    token = 0  # stamps given out so far: an element stamped at or after a group's start was read by it
+    for r, sets in enumerate(members_of):
+        start = token
+        b = np.zeros(S, dtype=np.float64)
+        e = np.zeros(S, dtype=np.int64)
+        for c in sets:
+            for _, flat in _field_chunks(graph, "reads", c):
+                cand = flat[(w.owner[flat] >= 0) & (stamp[flat] < start)]
+                if cand.size == 0:
+                    continue
+                tokens = np.arange(token, token + cand.size, dtype=np.int32)
+                stamp[cand] = tokens
+                u = cand[stamp[cand] == tokens]  # one survivor per distinct element
+                token += cand.size
+                sid = w.owner[u].astype(np.intp)
+                b += np.bincount(sid, weights=var_itemsize[np.searchsorted(bases, u, side="right") - 1], minlength=S)
+                e += np.bincount(sid, minlength=S)
+                if token > limit:  # restart the stamps before they overflow (only for huge graphs)
+                    stamp[:] = -1
+                    token = start = 0
+        gb = np.bincount(group_of_a, weights=b[set_of_a], minlength=G)
+        ge = np.bincount(group_of_a, weights=e[set_of_a], minlength=G)
+        ge[r] = 0  # a group that reads what it writes (InOut, or inside an op) is no edge
+        for g in np.flatnonzero(ge).tolist():
+            src.append(g)
             dst.append(r)
-            nbytes.append(int(b[w]))
-            nelem.append(int(e[w]))
+            nbytes.append(int(round(gb[g])))
+            nelem.append(int(round(ge[g])))
     return (np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(nbytes, dtype=np.int64),
             np.array(nelem, dtype=np.int64))
 
@@ -218,6 +281,7 @@ def aggregate_levels(graph: Graph, exe: Executable | None, arrays: dict[str, np.
     C = len(info["compute_sets"])
     out: dict[str, dict] = {}
     costs = _compute_set_costs(graph, exe, counts)
+    writers = _Writers(graph) if any(lv in levels for lv in ("compute_set", "op", "layer")) else None
     groups = {
         "compute_set": (np.arange(C, dtype=np.int64), info["compute_sets"]),
         "op": (info["cs_op"].astype(np.int64), info["ops"]),
@@ -246,7 +310,7 @@ def aggregate_levels(graph: Graph, exe: Executable | None, arrays: dict[str, np.
                 nodes[name] = col.tolist()
             elif name != "executions":
                 nodes[name] = np.bincount(of_cs, weights=col, minlength=n).astype(np.int64).tolist() if C else [0] * n
-        src, dst, nbytes, nelem = dataflow(graph, of_cs, n)
+        src, dst, nbytes, nelem = dataflow(graph, of_cs, n, writers)
         edges = {"source": src.tolist(), "target": dst.tolist(), "bytes": nbytes.tolist(), "elements": nelem.tolist()}
         out[level] = {"level": level, "nodes": nodes, "edges": edges,
                       "edge_meaning": "data flow: bytes of distinct elements written by source and read by target"}
