@@ -106,7 +106,7 @@ class SumVertex(pl.Vertex):
         return 5 + inp_length
 
 
-def tutorial_engine(backend: str = "auto") -> tuple[pl.Engine, pl.Tensor, pl.Tensor]:
+def tutorial_graph() -> tuple[pl.Graph, pl.Sequence, pl.Tensor, pl.Tensor]:
     """The graph of examples/tutorial_sum.py: 4 row sums on 4 tiles, each reading the next tile's row."""
     graph = small_graph(4)
     v1 = graph.add_variable(pl.FLOAT, (4, 4), "v1")
@@ -118,4 +118,34 @@ def tutorial_engine(backend: str = "auto") -> tuple[pl.Engine, pl.Tensor, pl.Ten
     for i in range(4):
         v = graph.add_vertex(cs, SumVertex, {"inp": v1[(i + 1) % 4], "out": v2[i]})
         graph.set_tile_mapping(v, i)
-    return pl.Engine(graph, pl.Sequence([pl.Execute(cs)]), backend=backend), v1, v2
+    return graph, pl.Sequence([pl.Execute(cs)]), v1, v2
+
+
+def tutorial_engine(backend: str = "auto") -> tuple[pl.Engine, pl.Tensor, pl.Tensor]:
+    graph, program, v1, v2 = tutorial_graph()
+    return pl.Engine(graph, program, backend=backend), v1, v2
+
+
+def mapped_as(graph: pl.Graph, name: str, shape, dtype=pl.FLOAT, mapping: str = "linear") -> pl.Tensor:
+    """A variable mapped linearly, over the tiles in reverse order, round robin, or on one tile
+    (``mapping`` a tile number): the op tests run every op on each of these layouts."""
+    t = graph.add_variable(dtype, shape, name)
+    n, tiles = t.numel, graph.target.num_tiles
+    if mapping == "linear":
+        pl.map_tensor_linearly(graph, t)
+    elif mapping == "reverse":
+        graph.set_tile_mapping(t, (tiles - 1 - np.arange(n) * tiles // max(n, 1)).astype(np.int32).reshape(t.shape))
+    elif mapping == "spread":
+        graph.set_tile_mapping(t, ((np.arange(n) * 3 + 1) % tiles).astype(np.int32).reshape(t.shape))
+    else:
+        graph.set_tile_mapping(t, int(mapping))
+    return t
+
+
+def run_once(graph: pl.Graph, prog: pl.Sequence, inputs: dict, outputs: list) -> tuple[pl.Engine, list[np.ndarray]]:
+    """Compile, write the inputs, run once, read the outputs."""
+    engine = pl.Engine(graph, prog)
+    for t, v in inputs.items():
+        engine.write_tensor(t, v)
+    engine.run()
+    return engine, [engine.read_tensor(t) for t in outputs]

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import poplar_like as pl
+from helpers import mapped_as, run_once, small_graph
 from poplar_like.ops import elementwise as ew
 from poplar_like.ops.reduce import normalise_axes, plan_reduce, reduce
 
@@ -23,31 +24,7 @@ MAPPINGS = ("linear", "reverse", "spread")
 
 
 # ==================================================================== helpers
-def new_graph(tiles: int = 4) -> pl.Graph:
-    return pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=tiles).create_device())
-
-
-def mapped(graph: pl.Graph, name: str, shape, dtype=pl.FLOAT, mapping: str = "linear") -> pl.Tensor:
-    """A variable mapped linearly, over the tiles in reverse order, or round robin."""
-    t = graph.add_variable(dtype, shape, name)
-    n, tiles = t.numel, graph.target.num_tiles
-    if mapping == "linear":
-        pl.map_tensor_linearly(graph, t)
-    elif mapping == "reverse":
-        graph.set_tile_mapping(t, (tiles - 1 - np.arange(n) * tiles // max(n, 1)).astype(np.int32).reshape(t.shape))
-    elif mapping == "spread":
-        graph.set_tile_mapping(t, ((np.arange(n) * 3 + 1) % tiles).astype(np.int32).reshape(t.shape))
-    else:
-        graph.set_tile_mapping(t, int(mapping))
-    return t
-
-
-def run(graph: pl.Graph, prog: pl.Sequence, inputs: dict, outputs: list) -> tuple[pl.Engine, list[np.ndarray]]:
-    engine = pl.Engine(graph, prog)
-    for t, v in inputs.items():
-        engine.write_tensor(t, v)
-    engine.run()
-    return engine, [engine.read_tensor(t) for t in outputs]
+new_graph, mapped, run = small_graph, mapped_as, run_once  # shared with the other op tests (helpers.py)
 
 
 def tol(dtype) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import poplar_like as pl
+from helpers import SumVertex, tutorial_graph
 from poplar_like.profile import Profile, graphdraw, graphdump, graphlevels
 from poplar_like.profile.graphdump import dump_graph, load_dump, write_dumps
 
@@ -52,33 +53,6 @@ def svg_size(path: str) -> tuple[float, float]:
     root = ET.parse(path).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg", f"{path} is not an SVG"
     return float(root.get("width").removesuffix("pt")), float(root.get("height").removesuffix("pt"))
-
-
-class SumVertex(pl.Vertex):
-    """The tutorial's codelet (examples/tutorial_sum.py)."""
-    inp = pl.Input(pl.Vector(pl.FLOAT))
-    out = pl.Output(pl.FLOAT)
-
-    def compute(inp, out):
-        out[:] = inp.sum(axis=1)
-
-    def cycles(inp_length):
-        return 5 + inp_length
-
-
-def tutorial_graph() -> tuple[pl.Graph, pl.Sequence, pl.Tensor, pl.Tensor]:
-    device = pl.IPUModel("ipu2", tiles_per_ipu=4).create_device()
-    graph = pl.Graph(device.target)
-    v1 = graph.add_variable(pl.FLOAT, (4, 4), "v1")
-    v2 = graph.add_variable(pl.FLOAT, (4,), "v2")
-    for i in range(4):
-        graph.set_tile_mapping(v1[i], i)
-        graph.set_tile_mapping(v2[i], i)
-    cs = graph.add_compute_set("row_sums")
-    for i in range(4):
-        v = graph.add_vertex(cs, SumVertex, {"inp": v1[(i + 1) % 4], "out": v2[i]})
-        graph.set_tile_mapping(v, i)
-    return graph, pl.Sequence([pl.Execute(cs)]), v1, v2
 
 
 @pytest.fixture(scope="module")
