@@ -934,3 +934,41 @@ def test_bad_target_knobs() -> None:
         pl.IPUModel("ipu2", tiles_per_ipu=0).create_device()
     with pytest.raises(pl.GraphError, match=r"Graph needs a Target or Device"):
         pl.Graph("ipu2")
+
+
+# ------------------------------------------------------------------------------------------------
+# Graphs that keep no edges (the default on MPI ranks other than 0).
+
+def _bulk_graph(**graph_options: object) -> tuple[pl.Graph, pl.Sequence]:
+    graph = pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=4).create_device(), **graph_options)
+    a = graph.add_variable(pl.FLOAT, (8, 3), "a")
+    b = graph.add_variable(pl.FLOAT, (8,), "b")
+    map_evenly(graph, a)
+    map_evenly(graph, b)
+    cs = graph.add_compute_set("sums")
+    graph.add_vertices(cs, Sum, {"inp": a, "out": b}, tiles=np.arange(8) % 4)
+    return graph, pl.Sequence([pl.Execute(cs)])
+
+
+def test_graph_without_edges_counts_and_checks_but_refuses_to_compile() -> None:
+    kept, _ = _bulk_graph()
+    bare, prog = _bulk_graph(keep_edges=False)
+    assert bare.num_vertices() == kept.num_vertices() == 8
+    assert bare.compute_sets[0].blocks[0].num_edges() == kept.compute_sets[0].blocks[0].num_edges()
+    assert bare.compute_sets[0].blocks[0].edges["inp"].nbytes > 0  # shape kept...
+    assert bare.compute_sets[0].blocks[0].edges["inp"].strides == (0, 0)  # ...but no memory
+    with pytest.raises(pl.DTypeError, match="field 'inp'"):  # connections are still checked
+        c = bare.add_variable(pl.HALF, (8, 3), "c")
+        bare.add_vertices(bare.add_compute_set("bad"), Sum, {"inp": c, "out": bare.add_variable(pl.FLOAT, (8,))},
+                          tiles=np.zeros(8, dtype=np.int32))
+    with pytest.raises(pl.GraphError, match=r"compile_graph: .*keep_edges=False.*keep_edges=True"):
+        pl.compile_graph(bare, prog)
+
+
+def test_graph_keeps_edges_by_default_only_on_rank_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PMI_SIZE", "4")
+    monkeypatch.setenv("PMI_RANK", "2")
+    assert not pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=4).create_device()).keep_edges
+    assert pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=4).create_device(), keep_edges=True).keep_edges
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=4).create_device()).keep_edges

@@ -1,7 +1,9 @@
 """Checks between compiler passes: mappings complete, no data races, no writes to constants.
 
 Each check is O(elements) with scatters into per-element stamp arrays (no sorting); only the
-error path looks up names.
+error path looks up names.  The stamp array is allocated once per compile (:class:`ElementStamps`)
+and reset only where a compute set touched it, so a check costs what the compute set touches, not
+the size of the whole graph (ResNet-50 has 328 compute sets over 129M elements).
 """
 
 from __future__ import annotations
@@ -11,6 +13,40 @@ import numpy as np
 from ..errors import DataRaceError, FieldConnectionError, TileMappingError
 from ..graph import CONSTANT, ComputeSet, Graph
 from .batches import Batch
+
+
+class ElementStamps:
+    """A reusable per-element scratch array, -1 everywhere between uses.
+
+    ``take()`` lends it; whoever takes it must put -1 back where they wrote before the next
+    ``take()`` (``release(ids)``), which costs O(ids) instead of refilling the whole array.
+    """
+
+    def __init__(self, num_elements: int) -> None:
+        self.num_elements = max(int(num_elements), 1)
+        self._arrays: dict[np.dtype, np.ndarray] = {}
+
+    def take(self, dtype: type = np.int32) -> np.ndarray:
+        key = np.dtype(dtype)
+        if key not in self._arrays:
+            self._arrays[key] = np.full(self.num_elements, -1, dtype=key)
+        return self._arrays[key]
+
+    def release(self, stamp: np.ndarray, ids: np.ndarray) -> None:
+        stamp[ids] = -1
+
+
+def constant_elements(graph: Graph, ids: np.ndarray) -> np.ndarray:
+    """A mask of the ids that belong to constants (a search over the constants only)."""
+    consts = [v for v in graph.variables if v.kind == CONSTANT]
+    if not consts or ids.size == 0:
+        return np.zeros(ids.size, dtype=bool)
+    bases = np.array([v.base for v in consts], dtype=np.int64)
+    ends = bases + np.array([v.size for v in consts], dtype=np.int64)
+    order = np.argsort(bases)
+    bases, ends = bases[order], ends[order]
+    k = np.searchsorted(bases, ids, side="right") - 1
+    return (k >= 0) & (ids < ends[np.maximum(k, 0)])
 
 
 def check_variables_mapped(graph: Graph) -> None:
@@ -49,23 +85,30 @@ def _edges(batches: list[Batch], writes: bool):
                 yield flat.reshape(-1), np.repeat(batch.numbers, flat.shape[1])
 
 
-def check_data_races(graph: Graph, cs: ComputeSet, batches: list[Batch]) -> None:
+def check_data_races(graph: Graph, cs: ComputeSet, batches: list[Batch], stamps: ElementStamps | None = None) -> None:
     """Refuse elements written twice, or written by one vertex and read by another, in one superstep."""
     written = list(_edges(batches, writes=True))
     if not written:
         return
     w = np.concatenate([ids for ids, _ in written]) if len(written) > 1 else written[0][0]
     wv = np.concatenate([who for _, who in written]) if len(written) > 1 else written[0][1]
-    is_const = np.array([v.kind == CONSTANT for v in graph.variables])
-    if is_const.any():
-        const = is_const[graph.variable_of(w)]
-        if const.any():
-            i = int(np.argmax(const))
-            raise FieldConnectionError(f"{_field_of(batches, int(wv[i]), int(w[i]), True)} in compute set "
-                                       f"{cs.name!r} writes constant element {graph.describe_element(int(w[i]))}; "
-                                       "constants are read-only")
+    const = constant_elements(graph, w)
+    if const.any():
+        i = int(np.argmax(const))
+        raise FieldConnectionError(f"{_field_of(batches, int(wv[i]), int(w[i]), True)} in compute set "
+                                   f"{cs.name!r} writes constant element {graph.describe_element(int(w[i]))}; "
+                                   "constants are read-only")
     # stamp every element with the position of (one of) its writes: a lost stamp is a second write
-    stamp = np.full(graph.num_elements, -1, dtype=np.int64 if w.size >= 2 ** 31 else np.int32)
+    stamps = stamps or ElementStamps(graph.num_elements)
+    stamp = stamps.take(np.int64 if w.size >= 2 ** 31 else np.int32)
+    try:
+        _stamp_and_compare(graph, cs, batches, stamp, w, wv)
+    finally:
+        stamps.release(stamp, w)
+
+
+def _stamp_and_compare(graph: Graph, cs: ComputeSet, batches: list[Batch], stamp: np.ndarray, w: np.ndarray,
+                       wv: np.ndarray) -> None:
     position = np.arange(w.size, dtype=stamp.dtype)
     stamp[w] = position
     lost = np.flatnonzero(stamp[w] != position)

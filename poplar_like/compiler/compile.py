@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import OutOfMemoryError, ProgramError
 from ..graph import CONSTANT, Graph, Program
-from .checks import check_variables_mapped
+from .checks import ElementStamps, check_variables_mapped
 from . import verify as verifier
 from .costs import (ExchangeStats, compute_cycles_by_tile, exchange_stats, host_cycles,
                     local_copy_cycles_by_tile)
@@ -118,6 +118,7 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
     if progress is None:
         progress = graph.num_vertices() >= AUTO_PROGRESS_VERTICES
     say = Progress(progress)
+    graph.require_edges("compile_graph")
     target = graph.target
     T = target.num_tiles
     say(f"lowering {len(programs)} program(s)")
@@ -129,9 +130,10 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
     itemsize_of_var = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
 
     computes = []
+    stamps = ElementStamps(graph.num_elements)
     for i, cs in enumerate(lowered.compute_sets):
         say(f"planning compute set {i + 1}/{len(lowered.compute_sets)} {cs.name!r} ({cs.num_vertices:,} vertices)")
-        computes.append(plan_compute(graph, cs, elem_tile, sizes, checks))
+        computes.append(plan_compute(graph, cs, elem_tile, sizes, checks, stamps))
     copies = [plan_copy(graph, c, i) for i, c in enumerate(lowered.copies)]
 
     say("liveness analysis")

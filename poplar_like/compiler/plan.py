@@ -18,7 +18,7 @@ from ..errors import DataRaceError, FieldConnectionError
 from ..graph import CONSTANT, ComputeSet, Copy, Graph
 from ..arrays import present, stable_order
 from .batches import Batch, build_batches
-from .checks import check_data_races
+from .checks import ElementStamps, check_data_races
 from .liveness import StepAccess, bitset
 
 
@@ -85,10 +85,12 @@ class _AccessCounter:
 
 
 def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.ndarray,
-                 checks: bool = True) -> ComputeDraft:
+                 checks: bool = True, stamps: ElementStamps | None = None) -> ComputeDraft:
+    """``stamps``: the compile's shared per-element scratch (one is made if not given)."""
+    stamps = stamps or ElementStamps(graph.num_elements)
     batches = build_batches(cs)
     if checks:
-        check_data_races(graph, cs, batches)
+        check_data_races(graph, cs, batches, stamps)
     counter = _AccessCounter(graph, exact=checks)
     fields: list[tuple[int, str, np.ndarray | None]] = []  # (batch, field, remote mask)
     tile_parts, elem_parts = [], []
@@ -107,8 +109,7 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
             fields.append((b, name, remote))
             tile_parts.append(np.broadcast_to(batch.tiles[:, None], flat.shape)[remote])
             elem_parts.append(flat[remote])
-    slot_of_entry, slot_tile, slot_elem = _dedupe_slots(tile_parts, elem_parts, graph.num_elements,
-                                                        graph.target.num_tiles)
+    slot_of_entry, slot_tile, slot_elem = _dedupe_slots(tile_parts, elem_parts, stamps, graph.target.num_tiles)
     del tile_parts, elem_parts
     slot_read = np.zeros(slot_elem.size, dtype=bool)
     slot_write = np.zeros(slot_elem.size, dtype=bool)
@@ -134,7 +135,7 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
                         counter.result(sizes))
 
 
-def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], num_elements: int,
+def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], stamps: ElementStamps,
                   num_tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One slot per distinct (tile, element) among the remote accesses, in O(entries).
 
@@ -156,13 +157,13 @@ def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], nu
     ends = np.cumsum(counts)
     position = np.arange(n, dtype=index)
     representative = np.empty(n, dtype=index)
-    stamp = np.empty(max(num_elements, 1), dtype=index)  # only stamped entries are ever read
+    stamp = stamps.take(index)
     for tile in np.flatnonzero(counts).tolist():
         lo, hi = int(ends[tile] - counts[tile]), int(ends[tile])
         segment = sorted_elems[lo:hi]
         stamp[segment] = position[lo:hi]
         representative[lo:hi] = stamp[segment]
-    del stamp
+    stamps.release(stamp, sorted_elems)
     is_slot = representative == position
     slot_number = (np.cumsum(is_slot, dtype=np.int64) - 1).astype(index)
     slot_of_sorted = slot_number[representative]

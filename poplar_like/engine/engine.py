@@ -9,7 +9,6 @@ error) reaches the other ranks through ``backend.on_host``.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable
 
@@ -22,22 +21,10 @@ from ..compiler.lowering import (BRANCH, COPY, END, EXECUTE, JUMP, LOOP, PRINT, 
 from ..dtypes import poplar_name
 from ..errors import EngineError, OutOfMemoryError, StreamError, TensorError, TensorNotLiveError
 from ..graph import Graph, Program, Tensor
+from ..launch import launched_by_mpi
 from .local import LocalBackend
 
 BACKENDS = ("auto", "local", "mpi")
-_MPI_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def launched_by_mpi() -> bool:
-    """True when this process is one of several MPI ranks (read from the launcher's environment,
-    so a script that never uses MPI does not need mpi4py)."""
-    for name in _MPI_SIZE_VARIABLES:
-        value = os.environ.get(name)
-        if value and value.isdigit() and int(value) > 1:
-            return True
-    return False
-
-
 def _distinct(ids: np.ndarray) -> bool:
     """True if no element id repeats (cheap for the common increasing case)."""
     if ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])):

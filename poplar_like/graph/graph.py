@@ -18,6 +18,7 @@ from ..codelet import Vertex, check_codelet
 from ..dtypes import as_dtype, poplar_name
 from ..errors import (DTypeError, FieldConnectionError, GraphError, InvalidTileError, StreamError,
                       TensorError, TileMappingError, UnknownCodeletError)
+from ..launch import launcher_rank
 from ..target import Device, Target
 from .tensor import Tensor
 from .vertices import VertexBlock, field_ids, state_values
@@ -124,9 +125,19 @@ class VertexRange:
 
 
 class Graph:
-    """A compute graph for one target (Poplar's ``Graph``)."""
+    """A compute graph for one target (Poplar's ``Graph``).
 
-    def __init__(self, target: Target | Device) -> None:
+    ``keep_edges``: whether bulk connections (``add_vertices``) keep their element ids.  Under
+    ``mpirun`` only rank 0 compiles, so by default (``None``) the other ranks keep only the
+    shapes: every check still runs and every count is right, but the graph holds no copy of the
+    edges, which for ResNet-50 saves about 2 GB a rank.  Pass True to compile such a graph on a
+    rank other than 0 (for example with ``backend="local"``).
+    """
+
+    def __init__(self, target: Target | Device, *, keep_edges: bool | None = None) -> None:
+        if keep_edges is None:
+            keep_edges = launcher_rank() == 0
+        self.keep_edges = bool(keep_edges)
         if isinstance(target, Device):
             target = target.target
         if not isinstance(target, Target):
@@ -143,6 +154,13 @@ class Graph:
         self._tile_dtype = np.int16 if target.num_tiles < 2 ** 15 else np.int32
         self._elem_tile = np.full(1024, -1, dtype=self._tile_dtype)
         self._bases: np.ndarray | None = None
+
+    def require_edges(self, what: str) -> None:
+        """Refuse ``what`` (compiling, dumping) on a graph that kept no edge ids."""
+        if not self.keep_edges:
+            raise GraphError(f"{what}: this graph was built on MPI rank {launcher_rank()} with keep_edges=False "
+                             "(under mpirun only rank 0 compiles, so the other ranks keep no edges); build it "
+                             "with pl.Graph(..., keep_edges=True) to do this here")
 
     # ================================================================ variables
     def add_variable(self, dtype: object, shape: Sequence[int] | int, name: str = "") -> Tensor:
@@ -401,7 +419,8 @@ class Graph:
         row = field.owner.row if isinstance(field.owner, VertexRef) else None
         ids = field_ids(block, field.name, tensor, row)
         if row is None:
-            block.edges[field.name] = ids
+            # without keep_edges, a read-only stand-in of the right shape that takes no memory
+            block.edges[field.name] = ids if self.keep_edges else np.broadcast_to(ids.dtype.type(0), ids.shape)
             return
         current = block.edges[field.name]
         if current is None:

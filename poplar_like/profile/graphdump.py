@@ -295,6 +295,7 @@ def dump_graph(graph: Graph, executable: Executable | None, directory: str,
     """
     from . import graphlevels, graphwrite
 
+    graph.require_edges("dump_graph")
     levels = tuple(levels)
     unknown = [lv for lv in levels if lv not in LEVELS]
     if unknown:

@@ -1,0 +1,34 @@
+"""How this process was started: alone, or as one rank of an ``mpirun`` job.
+
+Read from the launcher's environment (MPICH/Hydra, Open MPI, PMIx, MVAPICH), so a script that
+never uses MPI does not need mpi4py, and the graph layer can know its rank before any engine
+exists.
+"""
+
+from __future__ import annotations
+
+import os
+
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def _number(names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return None
+
+
+def launched_by_mpi() -> bool:
+    """True when this process is one of several MPI ranks."""
+    size = _number(_SIZE_VARIABLES)
+    return size is not None and size > 1
+
+
+def launcher_rank() -> int:
+    """This process's rank in the ``mpirun`` job (0 when not launched by MPI)."""
+    if not launched_by_mpi():
+        return 0
+    return _number(_RANK_VARIABLES) or 0
