@@ -20,12 +20,12 @@ def run(kind: str, description: str) -> None:
     args = p.parse_args()
     report = _common.Reporter()
     start = time.perf_counter()
+    report.host = pl.launcher_rank() == 0
     graph = pl.Graph(_common.device(args))
     model = models.build(kind, graph, args.batch_size, dtype=args.dtype, train=args.train, inference=not args.train)
+    report(f"{kind}: built {graph.num_vertices():,} vertices for {args.target} x{args.num_ipus}; compiling")
     engine = pl.Engine(graph, model.programs, progress=True, allow_out_of_memory=True)
-    report.host = engine.is_host
-    report(f"{kind}: built and compiled {graph.num_vertices():,} vertices for {args.target} x{args.num_ipus} on "
-           f"{engine.num_ranks} rank(s)")
+    report(f"compiled; running on {engine.num_ranks} rank(s)")
     over = engine.executable.tiles_over_capacity
     if over:
         report(f"does not fit: {engine.executable.oom_message}")

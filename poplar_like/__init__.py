@@ -14,6 +14,7 @@ from .errors import (CodeletError, DataRaceError, DTypeError, EngineError, Field
                      TensorError, TensorNotLiveError, TileMappingError, UnknownCodeletError, UnknownFieldError)
 from .graph import (ComputeSet, Copy, DataStream, Execute, Graph, If, PrintTensor, Program, Repeat,
                     RepeatWhileTrue, Sequence, Tensor, WriteUndef, concat, map_tensor_linearly)
+from .launch import launched_by_mpi, launcher_rank
 from .profile import Profile
 from .target import PRESETS, Device, IPUModel, Target
 
@@ -31,7 +32,7 @@ __all__ = [
     # programs
     "Program", "Sequence", "Execute", "Copy", "Repeat", "RepeatWhileTrue", "If", "PrintTensor", "WriteUndef",
     # compile and run
-    "compile_graph", "Executable", "Engine", "Profile",
+    "compile_graph", "Executable", "Engine", "Profile", "launched_by_mpi", "launcher_rank",
     # errors
     "GraphError", "TensorError", "DTypeError", "TileMappingError", "InvalidTileError", "UnknownCodeletError",
     "UnknownFieldError", "FieldConnectionError", "DataRaceError", "MissingPerfEstimateError", "ProgramError",

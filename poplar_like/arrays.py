@@ -38,3 +38,18 @@ def present(indices: np.ndarray, size: int) -> np.ndarray:
     mask = np.zeros(size, dtype=bool)
     mask[indices] = True
     return np.flatnonzero(mask)
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the operating system (glibc's ``malloc_trim``).
+
+    A compile frees many arrays of a few MB, which glibc keeps in its heap; on ResNet-50 that is
+    3 GB of resident memory that no one uses, which matters when eight MPI ranks share a machine.
+    Does nothing where glibc is absent.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

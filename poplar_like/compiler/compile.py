@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..arrays import release_freed_memory
 from ..errors import OutOfMemoryError, ProgramError
 from ..graph import CONSTANT, Graph, Program
 from .checks import ElementStamps, check_variables_mapped
@@ -31,8 +32,9 @@ AUTO_PROGRESS_VERTICES = 100_000
 class Progress:
     """Stage messages on stderr for long compilations (``[compile 3.2s] planning ...``)."""
 
-    def __init__(self, enabled: bool | Callable[[str], None]) -> None:
+    def __init__(self, enabled: bool | Callable[[str], None], stage: str = "compile") -> None:
         self.start = time.perf_counter()
+        self.stage = stage
         self.sink: Callable[[str], None] | None
         if callable(enabled):
             self.sink = enabled
@@ -43,7 +45,7 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         if self.sink is not None:
-            self.sink(f"[compile {time.perf_counter() - self.start:6.1f}s] {message}")
+            self.sink(f"[{self.stage} {time.perf_counter() - self.start:6.1f}s] {message}")
 
 
 def _words(addresses: Callable[[np.ndarray | slice], np.ndarray], count: int, itemsize: int,
@@ -117,8 +119,15 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
         raise ProgramError("compile_graph needs at least one program")
     if progress is None:
         progress = graph.num_vertices() >= AUTO_PROGRESS_VERTICES
-    say = Progress(progress)
     graph.require_edges("compile_graph")
+    try:
+        return _compile(graph, programs, allow_out_of_memory, checks, Progress(progress), verify)
+    finally:
+        release_freed_memory()  # the passes' temporaries are gone now
+
+
+def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, checks: bool, say: Progress,
+             verify: bool | None) -> Executable:
     target = graph.target
     T = target.num_tiles
     say(f"lowering {len(programs)} program(s)")
@@ -266,7 +275,8 @@ def compile_graph(graph: Graph, programs: Program | list[Program], *, allow_out_
         target=target,
         variables=[{"name": v.name, "dtype": str(v.dtype), "shape": list(v.shape), "base": v.base,
                     "kind": v.kind} for v in graph.variables],
-        element_address=elem_addr,
+        # int32 while the backing store is under 2 GiB (ResNet-50: 0.5 GB less for the host to hold)
+        element_address=elem_addr.astype(np.int32) if int(layout.tile_offsets[-1]) < 2 ** 31 else elem_addr,
         tile_offsets=layout.tile_offsets,
         init_words={k: np.concatenate(v).astype(idx) for k, v in init_words.items()},
         init_values={k: np.concatenate(v) for k, v in init_values.items()},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -41,6 +42,11 @@ def partition_tiles(exe: Executable, num_ranks: int) -> np.ndarray:
     middle = np.cumsum(work) - work / 2
     rank_of_tile = np.minimum((middle * num_ranks / work.sum()).astype(np.int64), num_ranks - 1)
     return np.searchsorted(rank_of_tile, np.arange(num_ranks + 1), side="left").astype(np.int64)
+
+
+def memory_bounds_of(exe: Executable, tile_bounds: np.ndarray) -> np.ndarray:
+    """Byte range of the backing store each rank holds (tile-major, so one range a rank)."""
+    return exe.tile_offsets[tile_bounds]
 
 
 @dataclass
@@ -101,70 +107,80 @@ class _Splitter:
         self.exe = exe
         self.R = tile_bounds.size - 1
         self.tile_bounds = tile_bounds
-        self.memory_bounds = exe.tile_offsets[tile_bounds]
+        self.memory_bounds = memory_bounds_of(exe, tile_bounds)
 
     def owner(self, words: np.ndarray, size: int) -> np.ndarray:
-        return np.searchsorted(self.memory_bounds, words.astype(np.int64) * size, side="right") - 1
+        """The rank holding each word (words of ``size`` bytes)."""
+        bounds = -(-self.memory_bounds // size)  # the first whole word of each rank
+        return (np.searchsorted(bounds, words, side="right") - 1).astype(np.int32)
 
     def exchange(self, moves: Moves) -> list[RankExchange]:
-        """Split one phase's moves for every rank at once."""
+        """Split one phase's moves for every rank at once.
+
+        The moves of each item size are sorted once (a stable radix sort) by (source rank,
+        destination rank); after that every rank's local moves, its sends to each rank and its
+        receives from each rank are contiguous runs of the sorted moves, so nothing here costs
+        more than a few passes over the moves whatever the number of ranks.
+        """
         R = self.R
         parts = [RankExchange(send_counts=np.zeros(R, np.int64), send_displs=np.zeros(R, np.int64),
                               recv_counts=np.zeros(R, np.int64), recv_displs=np.zeros(R, np.int64))
                  for _ in range(R)]
         block = np.zeros((len(SIZES), R, R), dtype=np.int64)  # bytes of each item size from p to q
-        cross: dict[int, tuple] = {}
+        sorted_moves: dict[int, tuple] = {}
         for k, s in enumerate(SIZES):
             if s not in moves.src or moves.src[s].size == 0:
                 continue
             src, dst = moves.src[s], moves.dst[s]
-            ps, pd = self.owner(src, s), self.owner(dst, s)
-            same = ps == pd
-            for r in np.unique(ps[same]).tolist():
-                sel = same & (ps == r)
-                base = int(self.memory_bounds[r]) // s
-                parts[r].local.src[s] = (src[sel] - base).astype(src.dtype)
-                parts[r].local.dst[s] = (dst[sel] - base).astype(dst.dtype)
-            if same.all():
-                continue
-            x = ~same
-            cs, cd, xs, xd = src[x], dst[x], ps[x], pd[x]
-            key = xs * R + xd
-            block[k] = np.bincount(key, minlength=R * R).reshape(R, R) * s
-            cross[s] = (cs, cd, xs, xd, key)
+            key = self.owner(src, s) * R + self.owner(dst, s)
+            order = stable_order(key, R * R)
+            if order is not None:
+                src, dst = src[order], dst[order]
+            counts = np.bincount(key, minlength=R * R).reshape(R, R)
+            del key, order
+            starts = (np.cumsum(counts) - counts.reshape(-1)).reshape(R, R)
+            sorted_moves[s] = (src, dst, counts, starts)
+            for r in range(R):
+                lo, hi = int(starts[r, r]), int(starts[r, r] + counts[r, r])
+                if hi > lo:
+                    base = int(self.memory_bounds[r]) // s
+                    parts[r].local.src[s] = (src[lo:hi] - base).astype(src.dtype)
+                    parts[r].local.dst[s] = (dst[lo:hi] - base).astype(dst.dtype)
+            cross = counts.copy()
+            np.fill_diagonal(cross, 0)
+            block[k] = cross * s
         padded = block.sum(axis=0)
         padded = (padded + 3) // 4 * 4
         send_displs = np.cumsum(padded, axis=1) - padded  # [p, q]: offset of block q in p's send buffer
         recv_displs = (np.cumsum(padded, axis=0) - padded)  # [p, q]: offset of block p in q's receive buffer
         active = bool(padded.sum() > 0)
+        pos_type = np.int32 if max(int(padded.sum(axis=1).max(initial=0)), int(padded.sum(axis=0).max(initial=0))) \
+            < 2 ** 31 else np.int64
         for r in range(R):
             parts[r].send_counts, parts[r].send_displs = padded[r].copy(), send_displs[r].copy()
             parts[r].recv_counts, parts[r].recv_displs = padded[:, r].copy(), recv_displs[:, r].copy()
             parts[r].active = active
         for k, s in enumerate(SIZES):
-            if s not in cross:
+            if s not in sorted_moves or not block[k].any():
                 continue
-            cs, cd, xs, xd, key = cross[s]
+            src, dst, counts, starts = sorted_moves[s]
             before = block[:k].sum(axis=0)  # bytes of bigger items ahead in each (p, q) block
-            order = stable_order(key, R * R)
-            order = np.arange(key.size) if order is None else order
-            sorted_key = key[order]
-            counts = np.bincount(key, minlength=R * R)
-            rank_in_block = np.arange(key.size) - (np.cumsum(counts) - counts)[sorted_key]
-            p, q = sorted_key // R, sorted_key % R
-            byte_pos = before[p, q] + rank_in_block * s
-            send_at = (send_displs[p, q] + byte_pos) // s
-            recv_at = (recv_displs[p, q] + byte_pos) // s
             for r in range(R):
                 base = int(self.memory_bounds[r]) // s
-                mine = p == r
-                if mine.any():
-                    parts[r].send_words[s] = (cs[order[mine]] - base).astype(cs.dtype)
-                    parts[r].send_pos[s] = send_at[mine]
-                theirs = q == r
-                if theirs.any():
-                    parts[r].recv_words[s] = (cd[order[theirs]] - base).astype(cd.dtype)
-                    parts[r].recv_pos[s] = recv_at[theirs]
+                sends = [(r, q) for q in range(R) if q != r and counts[r, q]]
+                if sends:
+                    parts[r].send_words[s] = np.concatenate(
+                        [src[starts[r, q]:starts[r, q] + counts[r, q]] for r, q in sends]) - base
+                    parts[r].send_pos[s] = np.concatenate(
+                        [np.arange(counts[r, q], dtype=pos_type) + (send_displs[r, q] + before[r, q]) // s
+                         for r, q in sends])
+                receives = [(p, r) for p in range(R) if p != r and counts[p, r]]
+                if receives:
+                    parts[r].recv_words[s] = np.concatenate(
+                        [dst[starts[p, r]:starts[p, r] + counts[p, r]] for p, r in receives]) - base
+                    parts[r].recv_pos[s] = np.concatenate(
+                        [np.arange(counts[p, r], dtype=pos_type) + (recv_displs[p, r] + before[p, r]) // s
+                         for p, r in receives])
         return parts
 
     def gather(self, words: np.ndarray, dtype: str) -> list[RankGather]:
@@ -202,8 +218,13 @@ class _Splitter:
         return per_rank
 
 
-def split_executable(exe: Executable, tile_bounds: np.ndarray) -> list[RankPart]:
-    """One :class:`RankPart` per rank."""
+def split_pieces(exe: Executable, tile_bounds: np.ndarray) -> Iterator[tuple[str, list]]:
+    """Every rank's part, piece by piece: ``(kind, [value for rank 0, 1, ...])``.
+
+    A piece is one compute step's batches or exchange phase, one copy, one print, the initial
+    values or the predicates, so a sender holds one piece at a time instead of every rank's whole
+    part (for ResNet-50 that is 4 GB at once).  :func:`assemble` puts one rank's values together.
+    """
     sp = _Splitter(exe, tile_bounds)
     R = sp.R
     inits: list[tuple[dict, dict]] = [({}, {}) for _ in range(R)]
@@ -215,26 +236,54 @@ def split_executable(exe: Executable, tile_bounds: np.ndarray) -> list[RankPart]
             if mine.any():
                 inits[r][0][dtype] = (words[mine] - int(sp.memory_bounds[r]) // s).astype(words.dtype)
                 inits[r][1][dtype] = exe.init_values[dtype][mine]
-    batches = [sp.batches(step) for step in exe.computes]
-    pre = [sp.exchange(step.pre) for step in exe.computes]
-    post = [sp.exchange(step.post) for step in exe.computes]
-    copies = [sp.exchange(c.moves) if c.kind == "copy" else sp.gather(c.words, c.dtype) for c in exe.copies]
-    prints = [sp.gather(p.words, p.dtype) for p in exe.prints]
+    yield "inits", inits
+    for step in exe.computes:
+        yield "batches", sp.batches(step)
+        yield "pre", sp.exchange(step.pre)
+        yield "post", sp.exchange(step.post)
+    for c in exe.copies:
+        yield "copies", sp.exchange(c.moves) if c.kind == "copy" else sp.gather(c.words, c.dtype)
+    for p in exe.prints:
+        yield "prints", sp.gather(p.words, p.dtype)
     owners, local_words = [], []
     for pred in exe.predicates:
         s = np.dtype(pred.dtype).itemsize
         owner = int(sp.owner(np.array([pred.word]), s)[0])
         owners.append(owner)
         local_words.append(pred.word - int(sp.memory_bounds[owner]) // s)
-    parts = []
-    for r in range(R):
-        parts.append(RankPart(
-            rank=r, num_ranks=R, tile_bounds=tile_bounds, memory_bounds=sp.memory_bounds,
-            init_words=inits[r][0], init_values=inits[r][1],
-            batches=[b[r] for b in batches], pre=[p[r] for p in pre], post=[p[r] for p in post],
-            copies=[c[r] for c in copies], prints=[p[r] for p in prints], predicate_owner=owners,
-            predicate_word=[w if o == r else -1 for o, w in zip(owners, local_words, strict=True)]))
-    return parts
+    yield "predicates", [(owners, [w if o == r else -1 for o, w in zip(owners, local_words, strict=True)])
+                         for r in range(R)]
+
+
+def assemble(rank: int, tile_bounds: np.ndarray, memory_bounds: np.ndarray,
+             pieces: Iterable[tuple[str, Any]]) -> RankPart:
+    """One rank's :class:`RankPart` from its values of :func:`split_pieces`, in order."""
+    lists: dict[str, list] = {"batches": [], "pre": [], "post": [], "copies": [], "prints": []}
+    inits: tuple[dict, dict] = ({}, {})
+    owners: list[int] = []
+    words: list[int] = []
+    for kind, value in pieces:
+        if kind == "inits":
+            inits = value
+        elif kind == "predicates":
+            owners, words = value
+        else:
+            lists[kind].append(value)
+    return RankPart(rank=rank, num_ranks=tile_bounds.size - 1, tile_bounds=tile_bounds,
+                    memory_bounds=memory_bounds, init_words=inits[0], init_values=inits[1],
+                    batches=lists["batches"], pre=lists["pre"], post=lists["post"], copies=lists["copies"],
+                    prints=lists["prints"], predicate_owner=owners, predicate_word=words)
+
+
+def split_executable(exe: Executable, tile_bounds: np.ndarray) -> list[RankPart]:
+    """One :class:`RankPart` per rank (every part at once; the MPI backend streams pieces instead)."""
+    R = tile_bounds.size - 1
+    per_rank: list[list[tuple[str, Any]]] = [[] for _ in range(R)]
+    for kind, values in split_pieces(exe, tile_bounds):
+        for r in range(R):
+            per_rank[r].append((kind, values[r]))
+    bounds = memory_bounds_of(exe, tile_bounds)
+    return [assemble(r, tile_bounds, bounds, per_rank[r]) for r in range(R)]
 
 
 def skeleton(exe: Executable) -> Executable:
@@ -251,4 +300,4 @@ def skeleton(exe: Executable) -> Executable:
     )
 
 
-__all__ = ["partition_tiles", "split_executable", "skeleton", "RankPart", "RankExchange", "RankGather"]
+__all__ = ["partition_tiles", "split_executable", "split_pieces", "assemble", "memory_bounds_of", "skeleton", "RankPart", "RankExchange", "RankGather"]

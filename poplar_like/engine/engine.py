@@ -68,7 +68,7 @@ class Engine:
         if backend == "mpi":
             from .mpi import MPIBackend  # lazily: only MPI runs import mpi4py
 
-            self.backend: Any = MPIBackend.create(make, comm)
+            self.backend: Any = MPIBackend.create(make, comm, progress)
         else:
             self.backend = LocalBackend(make())
         self.executable: Executable = self.backend.exe

@@ -20,7 +20,9 @@ import numpy as np
 from ..arrays import stable_order
 from ..codelet import Vertex, resolve_codelet
 from ..compiler import Executable
-from ..compiler.partition import RankExchange, RankGather, RankPart, partition_tiles, skeleton, split_executable
+from ..compiler.compile import AUTO_PROGRESS_VERTICES, Progress
+from ..compiler.partition import (RankExchange, RankGather, RankPart, assemble, memory_bounds_of, partition_tiles,
+                                  skeleton, split_pieces)
 from ..errors import EngineError, UnknownCodeletError
 from . import faults
 from .local import RAW, TileMemory, load_codelets, run_batch
@@ -44,7 +46,8 @@ class MPIBackend:
     name = "mpi"
 
     @classmethod
-    def create(cls, make: Callable[[], Executable], comm: Any = None) -> "MPIBackend":
+    def create(cls, make: Callable[[], Executable], comm: Any = None,
+               progress: bool | Callable[[str], None] | None = None) -> "MPIBackend":
         from mpi4py import MPI
 
         comm = comm or MPI.COMM_WORLD
@@ -55,27 +58,51 @@ class MPIBackend:
             try:
                 exe = make()
                 bounds = partition_tiles(exe, size)
-                parts = split_executable(exe, bounds)
                 shell = skeleton(exe)
                 payload = _codelet_payload(exe)
-                rank_bytes = _rank_bytes(parts)
             except BaseException as exc:
                 _polite_wait(comm.Ibarrier(), polite)
                 comm.bcast(("error", exc), root=0)
                 raise
             _polite_wait(comm.Ibarrier(), polite)
             comm.bcast(("ok", None), root=0)
+            if progress is None:
+                progress = exe.graph_stats.get("vertices", 0) >= AUTO_PROGRESS_VERTICES
+            say = Progress(progress, "mpi")
+            say(f"sending {size - 1} ranks their parts (about {exe.target.num_tiles // size} tiles a rank)")
             for r in range(1, size):
-                comm.send((parts[r], shell, payload, rank_bytes), dest=r, tag=11)
-                parts[r] = None  # type: ignore[call-overload]
-            return cls(comm, exe, parts[0], load_codelets(exe), rank_bytes)
+                comm.send((shell, payload, bounds), dest=r, tag=11)
+            # every rank's part, one piece (a step's batches, an exchange phase...) at a time, so
+            # the host never holds all the parts at once
+            mine = []
+            total = 2 + 3 * len(exe.computes) + len(exe.copies) + len(exe.prints)
+            for count, (kind, values) in enumerate(split_pieces(exe, bounds), 1):
+                if count * 4 // total > (count - 1) * 4 // total and count < total:
+                    say(f"sent {count}/{total} pieces")
+                for r in range(1, size):
+                    comm.send((kind, values[r]), dest=r, tag=12)
+                mine.append((kind, values[0]))
+            for r in range(1, size):
+                comm.send(None, dest=r, tag=12)
+            part = assemble(0, bounds, memory_bounds_of(exe, bounds), mine)
+            rank_bytes = comm.gather(_rank_bytes(part), root=0)
+            rank_bytes = comm.bcast(_merge_rank_bytes(rank_bytes), root=0)
+            say("every rank has its part")
+            return cls(comm, exe, part, load_codelets(exe), rank_bytes)
         _polite_wait(comm.Ibarrier(), polite)  # the host compiles meanwhile: do not spin on its cores
         status, exc = comm.bcast(None, root=0)
         if status == "error":
             raise faults.mark_mirrored(exc)
-        while polite and not comm.Iprobe(source=0, tag=11):
-            time.sleep(0.005)
-        part, shell, payload, rank_bytes = comm.recv(source=0, tag=11)
+        shell, payload, bounds = _polite_recv(comm, 11, polite)
+        pieces = []
+        while True:
+            piece = _polite_recv(comm, 12, polite)
+            if piece is None:
+                break
+            pieces.append(piece)
+        part = assemble(rank, bounds, memory_bounds_of(shell, bounds), pieces)
+        rank_bytes = comm.gather(_rank_bytes(part), root=0)
+        rank_bytes = comm.bcast(None, root=0)
         return cls(comm, shell, part, _receive_codelets(shell, payload), rank_bytes)
 
     def __init__(self, comm: Any, exe: Executable, part: RankPart, codelets: dict[str, type[Vertex]],
@@ -282,12 +309,23 @@ def _polite_wait(request: Any, polite: bool, interval: float = 0.005) -> None:
         time.sleep(interval)
 
 
-def _rank_bytes(parts: list[RankPart]) -> dict[str, list[int]]:
-    """Bytes sent between ranks by each compute step (in + out exchange) and each copy."""
-    computes = [sum(p.pre[i].bytes_sent + p.post[i].bytes_sent for p in parts) for i in range(len(parts[0].pre))]
-    copies = [sum(p.copies[i].bytes_sent for p in parts) if isinstance(parts[0].copies[i], RankExchange) else 0
-              for i in range(len(parts[0].copies))]
-    return {"compute": computes, "copy": copies}
+def _rank_bytes(part: RankPart) -> dict[str, list[int]]:
+    """Bytes this rank sends to other ranks in each compute step (in + out exchange) and copy."""
+    return {"compute": [pre.bytes_sent + post.bytes_sent for pre, post in zip(part.pre, part.post, strict=True)],
+            "copy": [c.bytes_sent if isinstance(c, RankExchange) else 0 for c in part.copies]}
+
+
+def _merge_rank_bytes(per_rank: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """Bytes sent between ranks by each compute step and copy, summed over the ranks."""
+    return {key: [int(sum(values)) for values in zip(*(r[key] for r in per_rank), strict=True)]
+            for key in per_rank[0]}
+
+
+def _polite_recv(comm: Any, tag: int, polite: bool) -> Any:
+    """Receive the host's next message with ``tag``, sleeping between probes when oversubscribed."""
+    while polite and not comm.Iprobe(source=0, tag=tag):
+        time.sleep(0.002)
+    return comm.recv(source=0, tag=tag)
 
 
 def _receive_codelets(exe: Executable, payload: dict[str, bytes]) -> dict[str, type[Vertex]]:

@@ -18,7 +18,7 @@ from ..codelet import Vertex, check_codelet
 from ..dtypes import as_dtype, poplar_name
 from ..errors import (DTypeError, FieldConnectionError, GraphError, InvalidTileError, StreamError,
                       TensorError, TileMappingError, UnknownCodeletError)
-from ..launch import launcher_rank
+from ..launch import launcher_rank, yield_to_host
 from ..target import Device, Target
 from .tensor import Tensor
 from .vertices import VertexBlock, field_ids, state_values
@@ -137,6 +137,7 @@ class Graph:
     def __init__(self, target: Target | Device, *, keep_edges: bool | None = None) -> None:
         if keep_edges is None:
             keep_edges = launcher_rank() == 0
+        yield_to_host()
         self.keep_edges = bool(keep_edges)
         if isinstance(target, Device):
             target = target.target
