@@ -93,6 +93,10 @@ def load_weights(path: str | None, model: Any, engine: pl.Engine, seed: int = 0)
         with np.load(path, allow_pickle=False) as data:
             model.load_state_dict(engine, {k: data[k] for k in data.files})
         return f"weights from {path}"
+    if not engine.is_host:  # only rank 0's values are written: the other ranks need only the shapes
+        model.load_state_dict(engine, {name: np.broadcast_to(np.float32(0), t.shape)
+                                       for name, t in {**model.params, **model.buffers}.items()})
+        return "seeded random weights"
     rng = np.random.default_rng(seed)
     state = {}
     for name, t in model.params.items():

@@ -44,7 +44,7 @@ _yielded = False
 
 
 def yield_to_host() -> None:
-    """On an oversubscribed machine, lower the priority of ranks other than 0, once.
+    """On an oversubscribed machine, lower the priority of ranks other than 0 (nice 10), once.
 
     Under ``mpirun`` every rank builds the graph, but only rank 0 compiles it, and the others wait
     for their part; giving rank 0 the cores first takes its build and compile off the others'
@@ -56,6 +56,13 @@ def yield_to_host() -> None:
         return
     _yielded = True
     try:
-        os.nice(5)
+        os.nice(10)
     except OSError:  # not permitted here: only slower
+        pass
+    try:
+        # Linux schedules each session's "autogroup" as one unit, and launchers such as MPICH's
+        # start every rank in its own session, where a nice value alone changes nothing
+        with open("/proc/self/autogroup", "w") as f:
+            f.write("10")
+    except OSError:
         pass

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..arrays import unique_sorted
+from ..arrays import reuse_freed_memory, unique_sorted
 from ..codelet import Vertex, check_codelet
 from ..dtypes import as_dtype, poplar_name
 from ..errors import (DTypeError, FieldConnectionError, GraphError, InvalidTileError, StreamError,
@@ -138,6 +138,7 @@ class Graph:
         if keep_edges is None:
             keep_edges = launcher_rank() == 0
         yield_to_host()
+        reuse_freed_memory()
         self.keep_edges = bool(keep_edges)
         if isinstance(target, Device):
             target = target.target
@@ -207,10 +208,13 @@ class Graph:
         return Tensor(self, dtype, ids, name)
 
     def _grow(self, needed: int) -> None:
+        """Room for elements up to ``needed``, marked unmapped (-1).  Capacity doubles and the spare
+        part is left untouched (np.empty), so it costs neither copies nor resident memory."""
         if needed > self._elem_tile.size:
-            grown = np.full(max(needed, self._elem_tile.size * 5 // 4), -1, dtype=self._tile_dtype)
+            grown = np.empty(max(needed, self._elem_tile.size * 2), dtype=self._tile_dtype)
             grown[:self._num_elements] = self._elem_tile[:self._num_elements]
             self._elem_tile = grown
+        self._elem_tile[self._num_elements:needed] = -1
 
     @property
     def num_elements(self) -> int:

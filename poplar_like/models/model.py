@@ -64,7 +64,7 @@ class Model:
             value = np.asarray(state[name])
             if value.shape != tensor.shape:
                 raise ValueError(f"{self.kind}: {name!r} has shape {value.shape}, the model expects {tensor.shape}")
-            engine.write_tensor(tensor, value.astype(tensor.dtype))
+            engine.write_tensor(tensor, value if value.dtype == tensor.dtype else value.astype(tensor.dtype))
         if self.velocities:
             for v in self.velocities.values():
                 engine.write_tensor(v, np.zeros(v.shape, v.dtype))
