@@ -8,6 +8,7 @@ must come from ``add_vertex``/``connect`` (the line that made the mistake), not 
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -972,3 +973,18 @@ def test_graph_keeps_edges_by_default_only_on_rank_0(monkeypatch: pytest.MonkeyP
     assert pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=4).create_device(), keep_edges=True).keep_edges
     monkeypatch.setenv("PMI_RANK", "0")
     assert pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=4).create_device()).keep_edges
+
+
+def test_launcher_environment_is_read_from_mpich_and_open_mpi(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poplar_like import launch
+
+    for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "MPI_LOCALNRANKS",
+                 "OMPI_COMM_WORLD_LOCAL_SIZE", "PMIX_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert (launch.launched_by_mpi(), launch.launcher_rank(), launch.oversubscribed()) == (False, 0, False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")  # a single rank is not an MPI job for us
+    assert not launch.launched_by_mpi()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "64")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "5")
+    assert (launch.launched_by_mpi(), launch.launcher_rank()) == (True, 5)
+    assert launch.oversubscribed() == (64 > (os.cpu_count() or 1))
