@@ -169,18 +169,12 @@ class _Splitter:
                 base = int(self.memory_bounds[r]) // s
                 sends = [(r, q) for q in range(R) if q != r and counts[r, q]]
                 if sends:
-                    parts[r].send_words[s] = np.concatenate(
-                        [src[starts[r, q]:starts[r, q] + counts[r, q]] for r, q in sends]) - base
-                    parts[r].send_pos[s] = np.concatenate(
-                        [np.arange(counts[r, q], dtype=pos_type) + (send_displs[r, q] + before[r, q]) // s
-                         for r, q in sends])
+                    parts[r].send_words[s], parts[r].send_pos[s] = _blocks(
+                        src, starts, counts, sends, send_displs + before, s, base, pos_type)
                 receives = [(p, r) for p in range(R) if p != r and counts[p, r]]
                 if receives:
-                    parts[r].recv_words[s] = np.concatenate(
-                        [dst[starts[p, r]:starts[p, r] + counts[p, r]] for p, r in receives]) - base
-                    parts[r].recv_pos[s] = np.concatenate(
-                        [np.arange(counts[p, r], dtype=pos_type) + (recv_displs[p, r] + before[p, r]) // s
-                         for p, r in receives])
+                    parts[r].recv_words[s], parts[r].recv_pos[s] = _blocks(
+                        dst, starts, counts, receives, recv_displs + before, s, base, pos_type)
         return parts
 
     def gather(self, words: np.ndarray, dtype: str) -> list[RankGather]:
@@ -216,6 +210,16 @@ class _Splitter:
                     batch.codelet, batch.tiles[lo:hi], {n: rebase(w, n) for n, w in batch.fields.items()},
                     {n: rebase(w, n) for n, w in batch.state.items()}, batch.cycles[lo:hi], batch.multi_worker))
         return per_rank
+
+
+def _blocks(words: np.ndarray, starts: np.ndarray, counts: np.ndarray, pairs: list[tuple[int, int]],
+            offsets: np.ndarray, size: int, base: int, pos_type: type) -> tuple[np.ndarray, np.ndarray]:
+    """The (p, q) runs of moves sorted by rank pair, for the given pairs: their words rebased to
+    the rank's memory, and their item positions in the packed buffer (``offsets[p, q]`` bytes)."""
+    local = np.concatenate([words[starts[p, q]:starts[p, q] + counts[p, q]] for p, q in pairs]) - base
+    positions = np.concatenate([np.arange(counts[p, q], dtype=pos_type) + offsets[p, q] // size
+                                for p, q in pairs])
+    return local, positions
 
 
 def split_pieces(exe: Executable, tile_bounds: np.ndarray) -> Iterator[tuple[str, list]]:
