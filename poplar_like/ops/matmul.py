@@ -103,25 +103,25 @@ def create_matmul_lhs(graph: Graph, m: int, k: int, n: int, dtype: object = FLOA
                       options: dict | None = None, out_dtype: object = None) -> Tensor:
     """A new ``(m, k)`` variable laid out where the plan of ``(m x k) @ (k x n)`` reads it
     (PopLibs' ``createMatMulInputLHS``): each block cut into pieces on the tiles that read it."""
-    dtype = element_type(dtype, "create_matmul_lhs type")
-    out_dtype = dtype if out_dtype is None else element_type(out_dtype, "create_matmul_lhs output type")
-    plan = _plan_for(graph, 1, m, k, n, dtype, out_dtype, matmul_options(options, "create_matmul_lhs"),
-                     "create_matmul_lhs")
-    t = graph.add_variable(dtype, (m, k), name or "matmul_lhs")
-    map_operand(graph, t.expand([0]), plan, "lhs")
-    return t
+    return _create_operand(graph, "lhs", m, k, n, dtype, name, options, out_dtype)
 
 
 def create_matmul_rhs(graph: Graph, m: int, k: int, n: int, dtype: object = FLOAT, name: str = "",
                       options: dict | None = None, out_dtype: object = None) -> Tensor:
     """A new ``(k, n)`` variable laid out where the plan of ``(m x k) @ (k x n)`` reads it
     (PopLibs' ``createMatMulInputRHS``): weights live where they are used."""
-    dtype = element_type(dtype, "create_matmul_rhs type")
-    out_dtype = dtype if out_dtype is None else element_type(out_dtype, "create_matmul_rhs output type")
-    plan = _plan_for(graph, 1, m, k, n, dtype, out_dtype, matmul_options(options, "create_matmul_rhs"),
-                     "create_matmul_rhs")
-    t = graph.add_variable(dtype, (k, n), name or "matmul_rhs")
-    map_operand(graph, t.expand([0]), plan, "rhs")
+    return _create_operand(graph, "rhs", m, k, n, dtype, name, options, out_dtype)
+
+
+def _create_operand(graph: Graph, side: str, m: int, k: int, n: int, dtype: object, name: str,
+                    options: dict | None, out_dtype: object) -> Tensor:
+    """The ``side`` ("lhs" or "rhs") operand of ``(m x k) @ (k x n)``, mapped as the plan reads it."""
+    who = f"create_matmul_{side}"
+    dtype = element_type(dtype, f"{who} type")
+    out_dtype = dtype if out_dtype is None else element_type(out_dtype, f"{who} output type")
+    plan = _plan_for(graph, 1, m, k, n, dtype, out_dtype, matmul_options(options, who), who)
+    t = graph.add_variable(dtype, (m, k) if side == "lhs" else (k, n), name or f"matmul_{side}")
+    map_operand(graph, t.expand([0]), plan, side)
     return t
 
 

@@ -22,7 +22,7 @@ from codelets import nn
 
 from ..dtypes import FLOAT, HALF, poplar_name
 from ..errors import DTypeError, GraphError, TensorError
-from ..graph import Execute, Graph, Sequence, Tensor
+from ..graph import ComputeSet, Execute, Graph, Sequence, Tensor
 from .common import op_name, record, variable_like
 from .elementwise import broadcast_to, check_dtype, elementwise_vertices, release_together
 from .reduce import ReduceSpec, build_reduction, plain_spec
@@ -128,13 +128,7 @@ def batch_norm_training(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, ep
                               "var": var}, state={"momentum": float(momentum),
                                                   "unbias": per_channel / (per_channel - 1)})
     prog.add(Execute(cs))
-    # y = x * scale + shift
-    cs_apply = graph.add_compute_set(f"{opname}/apply")
-    y = variable_like(graph, x, f"{opname}/out")
-    length = elementwise_vertices(graph, cs_apply, nn.BnApply[x.dtype], y,
-                                  {"x": x, "scale": _per_channel(scale, x), "shift": _per_channel(shift, x),
-                                   "out": y})
-    prog.add(Execute(cs_apply))
+    y, cs_apply, length = _apply(graph, opname, x, scale, shift, prog)
     temps += [scale, shift]
     release_together(prog, temps)
     record(graph, opname, "batch_norm_training",
@@ -143,6 +137,18 @@ def batch_norm_training(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, ep
            computes + [cs, cs_apply], temps,
            outputs={"mean": mean.name, "invstd": invstd.name, "var": var.name})
     return y, mean, invstd
+
+
+def _apply(graph: Graph, opname: str, x: Tensor, scale: Tensor, shift: Tensor,
+           prog: Sequence) -> tuple[Tensor, ComputeSet, int]:
+    """``y = x * scale + shift`` per channel, ``y`` mapped like ``x``: (y, compute set, vertex length)."""
+    cs_apply = graph.add_compute_set(f"{opname}/apply")
+    y = variable_like(graph, x, f"{opname}/out")
+    length = elementwise_vertices(graph, cs_apply, nn.BnApply[x.dtype], y,
+                                  {"x": x, "scale": _per_channel(scale, x), "shift": _per_channel(shift, x),
+                                   "out": y})
+    prog.add(Execute(cs_apply))
+    return y, cs_apply, length
 
 
 def batch_norm_inference(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor,
@@ -162,12 +168,7 @@ def batch_norm_inference(graph: Graph, x: Tensor, gamma: Tensor, beta: Tensor, r
                          {"mean": running_mean, "var": running_var, "gamma": gamma, "beta": beta,
                           "invstd": invstd, "scale": scale, "shift": shift}, state={"eps": float(eps)})
     prog.add(Execute(cs))
-    cs_apply = graph.add_compute_set(f"{opname}/apply")
-    y = variable_like(graph, x, f"{opname}/out")
-    length = elementwise_vertices(graph, cs_apply, nn.BnApply[x.dtype], y,
-                                  {"x": x, "scale": _per_channel(scale, x), "shift": _per_channel(shift, x),
-                                   "out": y})
-    prog.add(Execute(cs_apply))
+    y, cs_apply, length = _apply(graph, opname, x, scale, shift, prog)
     temps = [invstd, scale, shift]
     release_together(prog, temps)
     record(graph, opname, "batch_norm_inference", {"channels": channels, "eps": float(eps),
