@@ -2,18 +2,21 @@
 
 Tile memory is one ``uint8`` array (the used part of each tile, concatenated) viewed as 1-, 2- and
 4-byte items.  Every operand was resolved to word indices at compile time, so a superstep is a
-handful of numpy gathers, one codelet call per batch, and scatters.
+handful of numpy gathers, one codelet call per batch, and scatters (``access`` finds the fast way
+to do each, once per batch).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from ..codelet import INPUT, STATE, Vertex, resolve_codelet
+from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
+from .access import FieldAccess, Workers, copy_words
 
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -21,9 +24,10 @@ RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 class TileMemory:
     """The backing store of a range of tiles, with typed and raw views."""
 
-    def __init__(self, nbytes: int) -> None:
+    def __init__(self, nbytes: int, workers: Workers | None = None) -> None:
         self.store = np.zeros(nbytes + (-nbytes) % 8, dtype=np.uint8)
         self._views: dict[str, np.ndarray] = {}
+        self.workers = workers or Workers()
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
         key = str(np.dtype(dtype))
@@ -34,11 +38,10 @@ class TileMemory:
     def raw(self, itemsize: int) -> np.ndarray:
         return self.view(RAW[itemsize])
 
-    def apply(self, moves: Moves, offset: int = 0) -> None:
+    def apply(self, moves: Moves) -> None:
         """Copy elements (bit-exact, whatever their type)."""
         for size, src in moves.src.items():
-            view = self.raw(size)
-            view[moves.dst[size] - offset // size] = view[src - offset // size]
+            copy_words(self.raw(size), src, moves.dst[size], self.workers)
 
 
 def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
@@ -46,47 +49,67 @@ def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
     return {key: exe.codelet_classes.get(key) or resolve_codelet(key.split("#")[0]) for key in exe.codelets}
 
 
-def run_batch(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex], step_name: str,
-              offset: int = 0, rows: slice | np.ndarray | None = None) -> None:
-    """Gather a batch's fields, call the codelet once, scatter what it wrote.
+@dataclass
+class PreparedBatch:
+    """A batch with the access path of each of its fields worked out (once, on first use)."""
 
-    ``offset`` is the byte address where ``memory`` starts (non-zero on an MPI rank); ``rows``
-    restricts the batch to some instances.
-    """
+    batch: BatchPlan
+    codelet: type[Vertex]
+    fields: list[tuple[str, Field, FieldAccess]]
+
+    @classmethod
+    def of(cls, batch: BatchPlan, codelet: type[Vertex]) -> "PreparedBatch":
+        fields = [(name, fld, FieldAccess(batch.state[name] if fld.direction == STATE else batch.fields[name]))
+                  for name, fld in codelet.fields.items()]
+        return cls(batch, codelet, fields)
+
+
+class StepRunner:
+    """Runs the batches of compute steps, preparing each step's batches the first time it runs."""
+
+    def __init__(self, memory: TileMemory, codelets: dict[str, type[Vertex]]) -> None:
+        self.memory = memory
+        self.codelets = codelets
+        self._prepared: dict[int, list[PreparedBatch]] = {}
+
+    def run(self, index: int, batches: list[BatchPlan], step_name: str) -> None:
+        prepared = self._prepared.get(index)
+        if prepared is None:
+            prepared = [PreparedBatch.of(b, self.codelets[b.codelet]) for b in batches]
+            self._prepared[index] = prepared
+        for p in prepared:
+            run_batch(self.memory, p, step_name)
+
+
+def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> None:
+    """Gather a batch's fields, call the codelet once, scatter what it wrote."""
     args: dict[str, np.ndarray] = {}
-    index: dict[str, np.ndarray] = {}
-    for name, fld in codelet.fields.items():
-        words = batch.state[name] if fld.direction == STATE else batch.fields[name]
-        if rows is not None:
-            words = words[rows]
-        dtype = fld.type.dtype
-        words = words - offset // dtype.itemsize if offset else words
-        array = memory.view(dtype)[words]
+    codelet = prepared.codelet
+    for name, fld, access in prepared.fields:
+        array = access.read(memory.view(fld.type.dtype), memory.workers)
         if fld.direction in (INPUT, STATE):
             array.flags.writeable = False
         args[name] = array
-        index[name] = words
     try:
         codelet.compute(**args)  # type: ignore[misc]
     except Exception as exc:
-        tiles = batch.tiles if rows is None else batch.tiles[rows]
-        raise _locate_failure(memory, batch, codelet, step_name, offset, rows, tiles, exc) from exc
-    for name, fld in codelet.fields.items():
+        raise _locate_failure(memory, prepared.batch, codelet, step_name, exc) from exc
+    for name, fld, access in prepared.fields:
         if fld.writes:
-            memory.view(fld.type.dtype)[index[name]] = args[name]
+            access.write(memory.view(fld.type.dtype), args[name], memory.workers)
 
 
-def _locate_failure(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex], step_name: str, offset: int,
-                    rows: slice | np.ndarray | None, tiles: np.ndarray, exc: Exception) -> CodeletError:
+def _locate_failure(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex], step_name: str,
+                    exc: Exception) -> CodeletError:
     """Re-run the batch tile by tile (error path only) to name the tile whose vertex raised."""
-    base = np.arange(batch.tiles.size)[rows] if rows is not None else np.arange(batch.tiles.size)
+    tiles = batch.tiles
     failing = int(tiles[0]) if tiles.size else -1
-    for tile in sorted(set(tiles.tolist())):
-        subset = base[tiles == tile]
+    for tile in np.unique(tiles).tolist():
+        subset = np.flatnonzero(tiles == tile)
         try:
             args = {name: memory.view(f.type.dtype)[
-                ((batch.state[name] if f.direction == STATE else batch.fields[name])[subset]
-                 - offset // f.type.dtype.itemsize)].copy() for name, f in codelet.fields.items()}
+                (batch.state[name] if f.direction == STATE else batch.fields[name])[subset]].copy()
+                for name, f in codelet.fields.items()}
             codelet.compute(**args)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - any failure marks the tile
             failing = tile
@@ -107,6 +130,7 @@ class LocalBackend:
         self.exe = exe
         self.memory = TileMemory(exe.memory_bytes)
         self.codelets = load_codelets(exe)
+        self.steps = StepRunner(self.memory, self.codelets)
         for dtype, words in exe.init_words.items():
             self.memory.view(dtype)[words] = exe.init_values[dtype]
 
@@ -114,8 +138,7 @@ class LocalBackend:
     def execute(self, index: int) -> None:
         step = self.exe.computes[index]
         self.memory.apply(step.pre)
-        for batch in step.batches:
-            run_batch(self.memory, batch, self.codelets[batch.codelet], step.name)
+        self.steps.run(index, step.batches, step.name)
         self.memory.apply(step.post)
 
     def copy(self, index: int) -> None:
@@ -159,4 +182,4 @@ class LocalBackend:
         """Nothing to synchronise in one process."""
 
     def close(self) -> None:
-        pass
+        self.memory.workers.close()

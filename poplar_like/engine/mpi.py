@@ -27,7 +27,8 @@ from ..compiler.partition import (RankExchange, RankGather, RankPart, assemble, 
 from ..errors import EngineError, UnknownCodeletError
 from ..launch import launcher_rank
 from . import faults
-from .local import RAW, TileMemory, load_codelets, run_batch
+from .access import put_words, take_words
+from .local import RAW, StepRunner, TileMemory, load_codelets
 
 
 def _codelet_payload(exe: Executable) -> dict[str, bytes]:
@@ -132,6 +133,7 @@ class MPIBackend:
         self.codelets = codelets
         self.rank_bytes = rank_bytes
         self.memory = TileMemory(part.memory_bytes)
+        self.steps = StepRunner(self.memory, codelets)
         for dtype, words in part.init_words.items():
             self.memory.view(dtype)[words] = part.init_values[dtype]
         # more ranks than cores: poll politely instead of spinning in MPI's wait
@@ -154,7 +156,7 @@ class MPIBackend:
         send = np.empty(int(x.send_counts.sum()), dtype=np.uint8)
         recv = np.empty(int(x.recv_counts.sum()), dtype=np.uint8)
         for s, words in x.send_words.items():
-            send.view(RAW[s])[x.send_pos[s]] = self.memory.raw(s)[words]
+            send.view(RAW[s])[x.send_pos[s]] = take_words(self.memory.raw(s), words, self.memory.workers)
         self.memory.apply(x.local)
         t1 = time.perf_counter()
         self._wait(self.comm.Ibarrier())
@@ -164,7 +166,7 @@ class MPIBackend:
                                         [recv, (x.recv_counts, x.recv_displs), byte]))
         t3 = time.perf_counter()
         for s, words in x.recv_words.items():
-            self.memory.raw(s)[words] = recv.view(RAW[s])[x.recv_pos[s]]
+            put_words(self.memory.raw(s), words, recv.view(RAW[s])[x.recv_pos[s]], self.memory.workers)
         self.bytes_sent += send.size
         self.seconds["compute"] += (t1 - t0) + (time.perf_counter() - t3)
         self.seconds["waiting"] += t2 - t1
@@ -176,8 +178,7 @@ class MPIBackend:
         self._exchange(self.part.pre[index])
         t0 = time.perf_counter()
         try:
-            for batch in self.part.batches[index]:
-                run_batch(self.memory, batch, self.codelets[batch.codelet], step.name)
+            self.steps.run(index, self.part.batches[index], step.name)
         except Exception as exc:  # a failure on one rank must end every rank, not hang them
             faults.abort(exc)
         self.seconds["compute"] += time.perf_counter() - t0
@@ -309,7 +310,7 @@ class MPIBackend:
         self.seconds["waiting"] += time.perf_counter() - t0
 
     def close(self) -> None:
-        pass
+        self.memory.workers.close()
 
 
 def _polite_wait(request: Any, polite: bool, interval: float = 0.005) -> None:

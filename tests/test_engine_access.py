@@ -1,0 +1,121 @@
+"""The engine's element access (poplar_like/engine/access.py) against plain numpy indexing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poplar_like.engine import access
+from poplar_like.engine.access import FieldAccess, Workers, copy_words
+
+
+@contextlib.contextmanager
+def small_chunks(threads: int):
+    """Tiny chunks, so that even small cases take the chunked and threaded paths."""
+    saved = access.CHUNK, access.PARALLEL_MIN
+    access.CHUNK, access.PARALLEL_MIN = 7, 16
+    w = Workers(threads)
+    try:
+        yield w
+    finally:
+        w.close()
+        access.CHUNK, access.PARALLEL_MIN = saved
+
+
+@pytest.fixture(params=[1, 3], ids=["1 thread", "3 threads"])
+def workers(request):
+    with small_chunks(request.param) as w:
+        yield w
+
+
+def _store(size: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(size).astype(np.float32)
+
+
+@st.composite
+def field_words(draw):
+    """Word indices of a field (rows, width) mixing runs of several lengths and scattered words."""
+    rows = draw(st.integers(0, 12))
+    width = draw(st.integers(1, 40))
+    size = 400
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["rows", "runs", "scattered", "mixed"]))
+    run = draw(st.sampled_from([d for d in range(1, width + 1) if width % d == 0]))
+    words = np.empty((rows, width), dtype=np.int32)
+    for r in range(rows):
+        row_kind = kind if kind != "mixed" else ("rows" if rng.random() < 0.7 else "scattered")
+        if row_kind == "rows":
+            words[r] = rng.integers(0, size - width) + np.arange(width)
+        elif row_kind == "runs":
+            starts = rng.integers(0, size - run, size=width // run)
+            words[r] = (starts[:, None] + np.arange(run)).reshape(-1)
+        else:
+            words[r] = rng.integers(0, size, size=width)
+    shape = draw(st.sampled_from(["flat", "matrix", "scalar"]))
+    if shape == "scalar" and width == 1:
+        return words.reshape(rows)
+    if shape == "matrix" and width % 2 == 0:
+        return words.reshape(rows, 2, width // 2)
+    return words
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=field_words())
+def test_field_read_matches_fancy_indexing(words):
+    view = _store(400)
+    for threads in (1, 3):
+        with small_chunks(threads) as w:
+            got = FieldAccess(words).read(view, w)
+        assert got.shape == words.shape
+        np.testing.assert_array_equal(got, view[words])
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=field_words())
+def test_field_write_matches_fancy_assignment(words):
+    flat = words.reshape(-1)
+    # a write field never names one element twice (the compiler rejects that as a data race)
+    _, first = np.unique(flat, return_index=True)
+    keep = np.zeros(flat.size, dtype=bool)
+    keep[first] = True
+    if not keep.all():
+        words = np.arange(flat.size, dtype=np.int32).reshape(words.shape) * 3 + 1
+    values = np.random.default_rng(1).standard_normal(words.shape).astype(np.float32)
+    expected = _store(max(400, int(words.max(initial=0)) + 1))
+    got = expected.copy()
+    expected[words] = values
+    with small_chunks(3) as w:
+        FieldAccess(words).write(got, values, w)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_contiguous_rows_are_read_as_runs():
+    words = np.array([[10, 11, 12, 13, 14, 15, 16, 17], [30, 31, 32, 33, 34, 35, 36, 37]], dtype=np.int32)
+    assert FieldAccess(words).describe() == "2 rows: 2 in runs of 8"
+    mixed = np.concatenate([words, [[0, 5, 1, 6, 2, 7, 3, 8]]])
+    assert FieldAccess(mixed).describe() == "3 rows: 2 in runs of 8, 1 element by element"
+    halves = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 40, 41, 42, 43, 44, 45, 46, 47]], dtype=np.int32)
+    assert FieldAccess(halves).describe() == "1 rows: 1 in runs of 8"
+
+
+def test_copy_reads_every_source_before_writing(workers):
+    view = np.arange(100, dtype=np.float32)
+    src = np.arange(0, 60, dtype=np.int32)
+    dst = src + 10  # overlaps its own source, as a single numpy assignment allows
+    expected = view.copy()
+    expected[dst] = expected[src]
+    copy_words(view, src, dst, workers)
+    np.testing.assert_array_equal(view, expected)
+
+
+def test_threads_setting(monkeypatch):
+    monkeypatch.setenv("POPLAR_LIKE_THREADS", "3")
+    assert access.default_threads() == 3
+    monkeypatch.delenv("POPLAR_LIKE_THREADS")
+    monkeypatch.setenv("PMI_SIZE", "64")
+    monkeypatch.setenv("PMI_RANK", "1")
+    assert access.default_threads() == 1  # many ranks on few cores: one thread each
