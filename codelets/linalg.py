@@ -8,11 +8,13 @@ Families (index by element type):
   shared by all six workers):
   ``a: Input(Vector(dt))``  an m x k block, row-major, flattened;
   ``b: Input(Vector(dt))``  a k x n block, row-major, flattened;
-  ``out: InOut(Vector(out_dt))``  the m x n accumulator, ``out += a @ b``;
+  ``out: Output(Vector(out_dt))``  the m x n partial sums, ``out = a @ b``;
   ``m, k, n: State(UNSIGNED_INT)``.
   Variants: float -> float, half -> half and half -> float (half inputs with float partials, the
   usual AMP mode).  Half inputs are multiplied and accumulated in float32 (products of halves are
-  exact in float32); the accumulator is rounded to ``out_dt`` once per call.
+  exact in float32); the sums are rounded to ``out_dt`` once per call.
+  The AMP unit starts each sum from zero (Poplar's AMP vertices zero their accumulators
+  themselves), so a product needs no separate step that zeroes its partials.
 
 A batch of instances shares its vector lengths but each instance has its own m, k, n.  When every
 length is non-zero the lengths fix the shape (m*m = |a| * |out| / |b|), but blocks with a zero
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from poplar_like.codelet import InOut, Input, MultiVertex, Output, State, Vector, Vertex
+from poplar_like.codelet import Input, MultiVertex, Output, State, Vector, Vertex
 from poplar_like.dtypes import FLOAT, HALF, UNSIGNED_INT, poplar_name
 
 from . import costs
@@ -81,19 +83,17 @@ def _build_matmul(dt: np.dtype, out_dt: np.dtype) -> type[Vertex]:
             size = count if len(shapes) == 1 else len(rows)  # explicit: -1 fails on empty blocks
             lhs = a[rows].astype(compute_dt, copy=False).reshape(size, gm, gk)
             rhs = b[rows].astype(compute_dt, copy=False).reshape(size, gk, gn)
-            acc = out[rows].astype(compute_dt)  # a copy, rounded to out's type once at the end
             with np.errstate(over="ignore", invalid="ignore"):
-                acc += np.matmul(lhs, rhs).reshape(size, gm * gn)
-            out[rows] = acc
+                out[rows] = np.matmul(lhs, rhs).reshape(size, gm * gn)  # rounded to out's type once
 
     def cycles(m, k, n, target):
         return costs.matmul_cycles(m, k, n, dt, out_dt, target)
 
-    fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)), "out": InOut(Vector(out_dt)),
+    fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)), "out": Output(Vector(out_dt)),
               "m": State(UNSIGNED_INT), "k": State(UNSIGNED_INT), "n": State(UNSIGNED_INT)}
     return make_codelet(__name__, name, MultiVertex, fields, compute, cycles, 1536,
-                        f"``out += a @ b`` for an m x k and a k x n {poplar_name(dt)} block, "
-                        f"accumulated into {poplar_name(out_dt)} on the AMP unit.")
+                        f"``out = a @ b`` for an m x k and a k x n {poplar_name(dt)} block, "
+                        f"summed into {poplar_name(out_dt)} partials on the AMP unit.")
 
 
 Dot = CodeletFamily("Dot", _build_dot, [(FLOAT,), (HALF,)])

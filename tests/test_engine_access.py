@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poplar_like.engine import access
-from poplar_like.engine.access import FieldAccess, Workers, copy_words
+from poplar_like.engine.access import FieldAccess, WordList, Workers, copy_words
 
 
 @contextlib.contextmanager
@@ -91,6 +91,31 @@ def test_field_write_matches_fancy_assignment(words):
     with small_chunks(3) as w:
         FieldAccess(words).write(got, values, w)
     np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lengths=st.lists(st.integers(1, 200), max_size=30), seed=st.integers(0, 2**32 - 1))
+def test_word_list_in_runs_matches_fancy_indexing(lengths, seed):
+    """Lists made of runs (an exchange's receive side) are moved partly in blocks."""
+    rng = np.random.default_rng(seed)
+    size = 20_000
+    # disjoint runs at random places, in random order
+    slots = rng.permutation(size // 200)[:len(lengths)] * 200
+    words = np.concatenate([s + np.arange(n) for s, n in zip(slots, lengths, strict=True)] or [[]])
+    words = words.astype(np.int32)
+    view = _store(size)
+    values = np.random.default_rng(2).standard_normal(words.size).astype(np.float32)
+    for threads in (1, 3):
+        with small_chunks(threads) as w:
+            listed = WordList(words)
+            np.testing.assert_array_equal(listed.take(view, w), view[words])
+            got = view.copy()
+            listed.put(got, values, w)
+        expected = view.copy()
+        expected[words] = values
+        np.testing.assert_array_equal(got, expected)
+    if sum(lengths) > 0 and sum(n - n % 16 for n in lengths) >= 0.8 * sum(lengths):
+        assert listed.run in (16, 64)
 
 
 def test_contiguous_rows_are_read_as_runs():

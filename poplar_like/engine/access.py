@@ -127,6 +127,75 @@ def window(view: np.ndarray, length: int) -> np.ndarray:
     return as_strided(view, shape=(max(count, 0), length), strides=(view.strides[0], view.strides[0]))
 
 
+#: run lengths tried for a list of words, longest first; and the share of elements they must cover
+BLOCK_RUNS = (64, 16)
+BLOCK_COVER = 0.8
+
+
+class WordList:
+    """A flat list of word indices, read and written the fastest way its structure allows.
+
+    Where most of the list lies in contiguous runs (the receive side of an exchange is written in
+    runs of thousands of words), those runs are moved in blocks of ``run`` words through window
+    views, and only what is left over element by element.
+    """
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.words = words.reshape(-1)
+        self.size = self.words.size
+        self.run = 0
+        for run in BLOCK_RUNS:
+            blocks = _blocks(self.words, run) if self.size >= run else None
+            if blocks is not None:
+                self.run = run
+                self.block_pos, self.block_words, self.rest_pos, self.rest_words = blocks
+                break
+
+    def take(self, view: np.ndarray, workers: Workers) -> np.ndarray:
+        if not self.run:
+            return take_words(view, self.words, workers)
+        out = np.empty(self.size, dtype=view.dtype)
+        into, runs = window(out, self.run), window(view, self.run)
+
+        def gather(chunk: slice) -> None:
+            into[self.block_pos[chunk]] = runs[self.block_words[chunk]]
+
+        workers.run(gather, self.block_pos.size, self.run)
+        out[self.rest_pos] = take_words(view, self.rest_words, workers)
+        return out
+
+    def put(self, view: np.ndarray, values: np.ndarray, workers: Workers) -> None:
+        values = np.ascontiguousarray(values).reshape(-1)
+        if not self.run:
+            put_words(view, self.words, values, workers)
+            return
+        source, runs = window(values, self.run), window(view, self.run)
+
+        def scatter(chunk: slice) -> None:
+            runs[self.block_words[chunk]] = source[self.block_pos[chunk]]
+
+        workers.run(scatter, self.block_pos.size, self.run)
+        put_words(view, self.rest_words, values[self.rest_pos], workers)
+
+
+def _blocks(words: np.ndarray, run: int) -> tuple[np.ndarray, ...] | None:
+    """Cut the contiguous runs of ``words`` into blocks of ``run`` words: (block positions in the
+    list, their first words, positions and words of the rest), or None if blocks cover too little."""
+    count = words.size
+    starts = np.flatnonzero(np.diff(words) != 1) + 1
+    starts = np.concatenate([[0], starts]).astype(np.intp)
+    lengths = np.diff(np.append(starts, count))
+    full = lengths // run
+    if int(full.sum()) * run < BLOCK_COVER * count:
+        return None
+    block_run = np.repeat(np.arange(starts.size), full)
+    first = np.cumsum(full) - full
+    block_pos = starts[block_run] + (np.arange(block_run.size) - first[block_run]) * run
+    in_run = np.arange(count) - np.repeat(starts, lengths)
+    rest_pos = np.flatnonzero(in_run >= np.repeat(full * run, lengths))
+    return block_pos, _wide(words[block_pos]), rest_pos, words[rest_pos]
+
+
 @dataclass
 class _Part:
     """Some rows of a field: in runs of ``run`` words starting at ``starts``, or element-wise."""
@@ -134,7 +203,7 @@ class _Part:
     rows: np.ndarray | None  # row numbers (ascending) or None for every row
     run: int  # run length; 0 for element-wise access through ``words``
     starts: np.ndarray | None  # (rows * width / run,) intp
-    words: np.ndarray | None  # (rows, width) element-wise word indices
+    words: WordList | None  # element-wise word indices, row by row
 
     def read(self, view: np.ndarray, workers: Workers) -> np.ndarray:
         """The part's elements, (rows, width) flattened to rows * width."""
@@ -149,7 +218,7 @@ class _Part:
 
             workers.run(gather, self.starts.size, self.run)
             return out.reshape(-1)
-        return take_words(view, self.words.reshape(-1), workers)
+        return self.words.take(view, workers)
 
     def write(self, view: np.ndarray, values: np.ndarray, workers: Workers) -> None:
         if self.run:
@@ -161,7 +230,7 @@ class _Part:
 
             workers.run(scatter, self.starts.size, self.run)
             return
-        put_words(view, self.words.reshape(-1), values.reshape(-1), workers)
+        self.words.put(view, values, workers)
 
 
 class FieldAccess:
@@ -223,20 +292,20 @@ def _runs_part(flat: np.ndarray, rows: np.ndarray | None, run: int) -> _Part:
 def _split(flat: np.ndarray) -> list[_Part]:
     rows, width = flat.shape
     if rows == 0 or width == 0:
-        return [_Part(None, 0, None, flat)]
+        return [_Part(None, 0, None, WordList(flat))]
     if width == 1:
-        return [_Part(None, 0, None, flat)]
+        return [_Part(None, 0, None, WordList(flat))]
     whole, break_columns = _run_breaks(flat)
     run = _run_length(width, break_columns)
     if run >= MIN_RUN or whole.all():
         return [_runs_part(flat, None, run)]
     if width < MIN_RUN or not whole.any():
-        return [_Part(None, 0, None, flat)]
+        return [_Part(None, 0, None, WordList(flat))]
     # some rows are single runs (usually the copies received from other tiles) and some are not
     # (the tile that holds the original, in its own layout): read each kind its own way
     single, other = np.flatnonzero(whole), np.flatnonzero(~whole)
     rest = flat[other]
     _, rest_breaks = _run_breaks(rest)
     rest_run = _run_length(width, rest_breaks)
-    rest_part = _runs_part(rest, other, rest_run) if rest_run >= MIN_RUN else _Part(other, 0, None, rest)
+    rest_part = _runs_part(rest, other, rest_run) if rest_run >= MIN_RUN else _Part(other, 0, None, WordList(rest))
     return [_runs_part(flat[single], single, width), rest_part]

@@ -16,7 +16,7 @@ import numpy as np
 from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
-from .access import FieldAccess, Workers, copy_words
+from .access import FieldAccess, WordList, Workers
 
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -28,6 +28,7 @@ class TileMemory:
         self.store = np.zeros(nbytes + (-nbytes) % 8, dtype=np.uint8)
         self._views: dict[str, np.ndarray] = {}
         self.workers = workers or Workers()
+        self._moves: dict[int, tuple[Moves, list[tuple[int, WordList, WordList]]]] = {}
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
         key = str(np.dtype(dtype))
@@ -39,9 +40,15 @@ class TileMemory:
         return self.view(RAW[itemsize])
 
     def apply(self, moves: Moves) -> None:
-        """Copy elements (bit-exact, whatever their type)."""
-        for size, src in moves.src.items():
-            copy_words(self.raw(size), src, moves.dst[size], self.workers)
+        """Copy elements (bit-exact, whatever their type).  Every source is read before any
+        destination is written, so a copy may overlap itself."""
+        known = self._moves.get(id(moves))
+        if known is None or known[0] is not moves:  # first use: find each list's fastest path
+            known = (moves, [(size, WordList(src), WordList(moves.dst[size])) for size, src in moves.src.items()])
+            self._moves[id(moves)] = known
+        for size, src, dst in known[1]:
+            view = self.raw(size)
+            dst.put(view, src.take(view, self.workers), self.workers)
 
 
 def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:

@@ -1,12 +1,12 @@
 """Matrix products (poplin's ``matMul``): build tensors and vertices from a :class:`MatMulPlan`.
 
 The plan (``ops/planning.py``, pure) splits the product into cells, one a tile; this module turns
-it into three compute sets (see planning.py's docstring for the cost of each):
+it into one or two compute sets (see planning.py's docstring for the cost of each):
 
-* ``{name}/zero``: ``Fill`` zeroes the accumulators (``MatMulPartial.out`` is InOut);
 * ``{name}/matmul``: one ``MatMulPartial`` per cell and group, its fields *views* of ``a`` and
   ``b`` (``a[g, m0:m1, k0:k1]`` flattened, gathered with index arrays built for all cells at
-  once), accumulating into the cell's partial sums;
+  once), writing the cell's partial sums (every partial is written by exactly one vertex, so
+  nothing needs zeroing first);
 * ``{name}/reduce``: ``ReduceAdd`` sums the ``split_k`` partials of each output piece on the tile
   that holds the piece (skipped when ``split_k == 1`` and the output has the partials' type).
 
@@ -139,8 +139,8 @@ def build_matmul(graph: Graph, plan: MatMulPlan, a: Tensor, b: Tensor, prog: Seq
     """Add the product's variables, compute sets and program steps; return (c, compute sets,
     temporaries).  ``a`` is ``(G, m, k)``, ``b`` ``(G, k, n)``, both any mapped views.
 
-    ``extra_zeros``, a mapped variable of any type, is zeroed where it lives in the
-    zero step too (no extra superstep; the plan's estimate does not include it)."""
+    ``extra_zeros``, a mapped variable of any type, is zeroed where it lives, in a ``{name}/zero``
+    step before the product (the plan's estimate does not include it)."""
     dt, odt, pdt = a.dtype, dtype_of(plan.out_dtype), dtype_of(plan.partials_dtype)
     G, m, k, n = plan.groups, plan.m, plan.k, plan.n
     target = graph.target
@@ -150,25 +150,24 @@ def build_matmul(graph: Graph, plan: MatMulPlan, a: Tensor, b: Tensor, prog: Seq
     temporaries: list[Tensor] = []
     if plan.reduce:
         acc = graph.add_variable(pdt, (plan.split_k, G, m, n), f"{name}/partials")
-        acc_cell, acc_rank, acc_len = plan.accumulator_layout()
+        acc_cell, _, _ = plan.accumulator_layout()
         graph.set_tile_mapping(acc, plan.tile_of_cell(acc_cell).reshape(acc.shape))
         temporaries.append(acc)
     else:
-        acc, acc_cell, acc_rank, acc_len = c, out_cell, out_rank, out_len
+        acc = c
 
-    zero = graph.add_compute_set(f"{name}/zero")
-    grain = target.vector_width(pdt)
-    for positions, cells in chunks_by_cell(acc_cell, acc_rank, acc_len, grain, target.num_worker_contexts):
-        graph.add_vertices(zero, Fill[pdt], {"out": acc.flatten()[positions]}, plan.tile_of_cell(cells),
-                           state={"value": 0})
+    compute_sets = []
     if extra_zeros is not None:
+        zero = graph.add_compute_set(f"{name}/zero")
         _zero_where_it_lives(graph, zero, extra_zeros)
+        compute_sets.append(zero)
+        prog.add(Execute(zero))
 
     mm = graph.add_compute_set(f"{name}/matmul")
     _add_matmul_vertices(graph, mm, plan, a, b, acc)
-    compute_sets = [zero, mm]
-    prog.add(Execute(zero))
+    compute_sets.append(mm)
     prog.add(Execute(mm))
+    grain = target.vector_width(pdt)
 
     if plan.reduce:
         red = graph.add_compute_set(f"{name}/reduce")

@@ -12,10 +12,10 @@ Blocks along a dimension are ``ceil(d / split)`` long, the last one shorter.  A 
 ``split_k`` partials with ``ReduceAdd`` (when ``split_k == 1`` it only rounds float partials to a
 half output, and is left out when the types agree).  Steps (compute sets):
 
-1. ``zero``: ``Fill`` the accumulators (partials, or the output itself when ``split_k == 1`` and
-   the output type is the partials type), a few vertices a tile, one per worker;
-2. ``matmul``: the blocks of ``a`` and ``b`` are exchanged in, the partials stay on the tile;
-3. ``reduce``: each output block is cut into ``split_k`` balanced pieces, piece ``l`` summed on
+1. ``matmul``: the blocks of ``a`` and ``b`` are exchanged in; each vertex writes its partial sums
+   (or the output itself when ``split_k == 1`` and the output type is the partials type), which
+   stay on the tile;
+2. ``reduce``: each output block is cut into ``split_k`` balanced pieces, piece ``l`` summed on
    the tile of cell ``(g, i, j, l)``, where that piece of the output lives.
 
 **The cost** is the compiler's cost model (poplar_like/compiler/costs.py, docs/cost-model.md)
@@ -130,7 +130,6 @@ def split_candidates(size: int, cap: int) -> tuple[int, ...]:
 class MatMulCost:
     """Estimated cycles of a plan, by step and phase (tile clock cycles, one execution)."""
 
-    zero_compute: int
     matmul_compute: int
     matmul_exchange: int
     reduce_compute: int
@@ -139,7 +138,7 @@ class MatMulCost:
     total: int
 
     def __str__(self) -> str:
-        parts = [f"zero {self.zero_compute:,}", f"matmul {self.matmul_compute:,}",
+        parts = [f"matmul {self.matmul_compute:,}",
                  f"exchange {self.matmul_exchange:,}"]
         if self.reduce_compute or self.reduce_exchange:
             parts += [f"reduce {self.reduce_compute:,}", f"reduce exchange {self.reduce_exchange:,}"]
@@ -314,7 +313,7 @@ def _plan(target: Target, G: int, m: int, k: int, n: int, dt: np.dtype, odt: np.
         order = np.lexsort((tiles, est["total"], est["bytes"]))
     best = int(order[0])
     pick = {name: int(values[best]) for name, values in est.items()}
-    cost = MatMulCost(pick["zero"], pick["mm"], pick["mmx"], pick["red"], pick["redx"], pick["sync"],
+    cost = MatMulCost(pick["mm"], pick["mmx"], pick["red"], pick["redx"], pick["sync"],
                       pick["total"])
     return MatMulPlan(
         groups=G, m=m, k=k, n=n, dtype=poplar_name(dt), out_dtype=poplar_name(odt),
@@ -359,7 +358,6 @@ def _estimate(target: Target, G: int, m: int, k: int, n: int, dt: np.dtype, odt:
     grain = target.vector_width(pdt)
     out_block = bg * bm * bn  # the largest accumulator run a cell owns
 
-    zero = stage_cycles(target, out_block, grain, lambda length: costs.copy_cycles(length, pdt))
     mm = (bg * costs.matmul_tile_cycles(bm, bk, bn, dt, pdt, target)
           + target.vertex_launch_cycles * bg + target.compute_set_overhead_cycles)
 
@@ -379,10 +377,10 @@ def _estimate(target: Target, G: int, m: int, k: int, n: int, dt: np.dtype, odt:
                                            lambda length: costs.reduce_add_cycles(sk, length, pdt)))
     moved = np.maximum((sk - 1) * piece, out_block - out_block // sk) * p_size
     redx = np.where(direct, 0, ceil_div(moved, xbytes))
-    sync = np.where(direct, 2, 3) * 2 * target.global_sync_cycles
-    total = zero + mm + mmx + red + redx + sync
+    sync = np.where(direct, 1, 2) * 2 * target.global_sync_cycles
+    total = mm + mmx + red + redx + sync
     nbytes = (bg * bm * bk + bg * bk * bn) * in_size + out_block * p_size
-    return {"zero": zero, "mm": mm, "mmx": mmx, "red": red, "redx": redx, "sync": sync, "total": total,
+    return {"mm": mm, "mmx": mmx, "red": red, "redx": redx, "sync": sync, "total": total,
             "bytes": nbytes, "direct": direct}
 
 
