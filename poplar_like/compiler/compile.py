@@ -21,7 +21,7 @@ from . import verify as verifier
 from .costs import (ExchangeStats, compute_cycles_by_tile, exchange_stats, host_cycles,
                     local_copy_cycles_by_tile)
 from .executable import BatchPlan, ComputeStep, CopyStep, Executable, Moves, Predicate, PrintStep
-from .layout import CHUNK, plan_layout
+from .layout import CHUNK, element_itemsizes, plan_layout
 from .liveness import StepAccess, analyse, bitset
 from .lowering import BRANCH, COPY, EXECUTE, PRINT, STREAM_IN, STREAM_OUT, UNDEF, lower
 from .plan import access_of, full_variables, plan_compute, plan_copy
@@ -197,8 +197,7 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
                      .astype(idx) for name in batch.state}
             batches.append(BatchPlan(keys[batch.codelet], batch.tiles, fields, state, batch.cycles,
                                      bool(batch.codelet.multi_worker)))
-        slot_size = itemsize_of_var[graph.variable_of(draft.slot_elem)] if draft.slot_elem.size \
-            else np.zeros(0, dtype=np.int64)
+        slot_size = element_itemsizes(graph, itemsize_of_var, draft.slot_elem)
         rd, wr = draft.slot_read, draft.slot_write
         all_rd, all_wr = bool(rd.all()), bool(wr.all())
         home = elem_tile[draft.slot_elem]
@@ -229,7 +228,7 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
         empty = np.zeros(0, dtype=idx)
         if draft.kind == "copy":
             s_tile, d_tile = elem_tile[draft.src].astype(np.int64), elem_tile[draft.dst].astype(np.int64)
-            size = itemsize_of_var[graph.variable_of(draft.src)] if draft.src.size else np.zeros(0, np.int64)
+            size = element_itemsizes(graph, itemsize_of_var, draft.src)
             remote = s_tile != d_tile
             x = exchange_stats(target, s_tile[remote], d_tile[remote], size[remote])
             local = local_copy_cycles_by_tile(target, d_tile[~remote], size[~remote])

@@ -142,13 +142,22 @@ def _count_pairs(senders: np.ndarray, receivers: np.ndarray, num_tiles: int) -> 
     return np.bincount(pairs // num_tiles, minlength=num_tiles), np.bincount(pairs % num_tiles, minlength=num_tiles)
 
 
+def element_itemsizes(graph: Graph, itemsize_of_var: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Item size of each element id.  When every variable has one item size (a float32 network),
+    that size, without a lookup: the lookup is a binary search per element, over 500 million
+    elements in a ResNet-50 compile."""
+    if itemsize_of_var.size and int(itemsize_of_var.min()) == int(itemsize_of_var.max()):
+        return np.full(ids.size, int(itemsize_of_var[0]), dtype=np.int64)
+    return itemsize_of_var[graph.variable_of(ids)] if ids.size else np.zeros(0, dtype=np.int64)
+
+
 def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph, num_tiles: int,
                   alignment: int) -> tuple[np.ndarray, np.ndarray]:
     """In-buffer offset of each slot (slots are sorted by tile, then element) and buffer bytes by tile."""
     n = draft.slot_elem.size
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(num_tiles, dtype=np.int64)
-    sizes = itemsize_of_var[graph.variable_of(draft.slot_elem)]
+    sizes = element_itemsizes(graph, itemsize_of_var, draft.slot_elem)
     per_tile = np.bincount(draft.slot_tile, weights=sizes, minlength=num_tiles).astype(np.int64)
     first = np.cumsum(per_tile) - per_tile
     if bool((sizes != sizes[0]).any()):
