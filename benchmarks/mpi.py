@@ -4,7 +4,11 @@ Runs ``mpirun -n K python benchmarks/mpi.py --worker`` for each K and prints, pe
 superstep, bytes between ranks per superstep, the tile memory each rank holds and each rank's
 peak RSS.  ``docs/benchmarks.md`` records the figures.
 
-    python benchmarks/mpi.py [--ranks 1,2,4,8] [--vertices N] [--steps 5] [--json FILE]
+Every rank copies with one thread (``POPLAR_LIKE_THREADS=1``, ``--threads`` to change), so the
+ranks are the only parallelism and the figures measure how the MPI backend scales; a single
+process by default copies with a thread per core (``benchmarks/core.py`` measures that).
+
+    python benchmarks/mpi.py [--ranks 1,2,4,8] [--vertices N] [--steps 5] [--threads 1] [--json FILE]
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def driver(args: argparse.Namespace) -> list[dict]:
             cmd = [mpirun, "-n", str(k), sys.executable, os.path.abspath(__file__), "--worker", "--worker-json", out,
                    "--vertices", str(args.vertices), "--chunk", str(args.chunk), "--steps", str(args.steps)]
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True)
+            subprocess.run(cmd, check=True, env={**os.environ, "POPLAR_LIKE_THREADS": str(args.threads)})
             figures = json.load(open(out))
             figures["job_seconds"] = round(time.perf_counter() - t0, 1)
         results.append(figures)
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vertices", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="copy threads per rank (default 1)")
     parser.add_argument("--json", help="write all figures to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-json", help=argparse.SUPPRESS)
