@@ -144,3 +144,43 @@ def test_threads_setting(monkeypatch):
     monkeypatch.setenv("PMI_SIZE", "64")
     monkeypatch.setenv("PMI_RANK", "1")
     assert access.default_threads() == 1  # many ranks on few cores: one thread each
+
+
+# ------------------------------------------------------------------ batches split over threads
+
+def _sum_graph():
+    """16 tiles, 64 ``ReduceAdd``-like sum vertices reading rows that cross tiles."""
+    import poplar_like as pl
+    from codelets import ReduceSum
+
+    graph = pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=16).create_device())
+    x = graph.add_variable(pl.FLOAT, (64, 40), "x")
+    y = graph.add_variable(pl.FLOAT, (64,), "y")
+    graph.set_tile_mapping(x, (np.arange(64 * 40) // 7 % 16).astype(np.int32).reshape(64, 40))
+    graph.set_tile_mapping(y, (np.arange(64) % 16).astype(np.int32))
+    cs = graph.add_compute_set("sums")
+    graph.add_vertices(cs, ReduceSum[pl.FLOAT], {"inp": x, "out": y}, np.arange(64) % 16)
+    return graph, pl.Execute(cs), x, y
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_batches_split_over_threads_give_the_same_result(threads, monkeypatch):
+    import poplar_like as pl
+    from poplar_like.engine import local
+
+    monkeypatch.setattr(local, "PARALLEL_MIN", 1)  # split even this small batch
+    monkeypatch.setenv("POPLAR_LIKE_THREADS", str(threads))
+    graph, prog, x, y = _sum_graph()
+    engine = pl.Engine(graph, prog)
+    values = np.random.default_rng(3).standard_normal((64, 40)).astype(np.float32)
+    engine.write_tensor(x, values)
+    engine.run()
+    blocks = engine.backend.steps._prepared[0][0]
+    assert len(blocks) == min(threads, 64)
+    np.testing.assert_allclose(engine.read_tensor(y), values.sum(axis=1), rtol=1e-5)
+    values[37, 5] = np.nan  # still computed row by row: only row 37 is NaN
+    engine.write_tensor(x, values)
+    engine.run()
+    got = engine.read_tensor(y)
+    assert np.isnan(got[37]) and np.isfinite(np.delete(got, 37)).all()
+    engine.backend.close()

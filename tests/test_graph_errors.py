@@ -837,7 +837,13 @@ def test_run_program_out_of_range(graph: pl.Graph) -> None:
     engine.run(0)
 
 
-def test_codelet_raising_on_one_tile_names_codelet_compute_set_and_tile(graph: pl.Graph) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["one call", "split over threads"])
+def test_codelet_raising_on_one_tile_names_codelet_compute_set_and_tile(graph: pl.Graph, split: bool,
+                                                                        monkeypatch) -> None:
+    if split:  # the batch is cut into blocks that run side by side; the error still names tile 2
+        from poplar_like.engine import local
+        monkeypatch.setattr(local, "PARALLEL_MIN", 1)
+        monkeypatch.setenv("POPLAR_LIKE_THREADS", "2")
     x = graph.add_variable(pl.FLOAT, (4, 3), "x")
     y = graph.add_variable(pl.FLOAT, (4,), "y")
     for i in range(4):

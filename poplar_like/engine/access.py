@@ -74,9 +74,17 @@ class Workers:
             for chunk in chunks:
                 work(chunk)
             return
+        self.map(work, chunks)
+
+    def map(self, work: Callable[[object], None], items: list) -> None:
+        """Call ``work`` on every item, side by side on the threads (the first error is raised)."""
+        if self.threads == 1 or len(items) < 2:
+            for item in items:
+                work(item)
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="poplar_like-copy")
-        for _ in self._pool.map(work, chunks):
+        for _ in self._pool.map(work, items):
             pass
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ to do each, once per batch).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ import numpy as np
 from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
-from .access import FieldAccess, WordList, Workers
+from .access import PARALLEL_MIN, FieldAccess, WordList, Workers
 
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -63,29 +64,58 @@ class PreparedBatch:
     batch: BatchPlan
     codelet: type[Vertex]
     fields: list[tuple[str, Field, FieldAccess]]
+    workers: Workers  # the threads its field copies may use
 
     @classmethod
-    def of(cls, batch: BatchPlan, codelet: type[Vertex]) -> "PreparedBatch":
+    def of(cls, batch: BatchPlan, codelet: type[Vertex], workers: Workers) -> "PreparedBatch":
         fields = [(name, fld, FieldAccess(batch.state[name] if fld.direction == STATE else batch.fields[name]))
                   for name, fld in codelet.fields.items()]
-        return cls(batch, codelet, fields)
+        return cls(batch, codelet, fields, workers)
+
+
+def rows_of(batch: BatchPlan, lo: int, hi: int) -> BatchPlan:
+    """The instances ``lo:hi`` of a batch (views, no copies)."""
+    return dataclasses.replace(batch, tiles=batch.tiles[lo:hi], cycles=batch.cycles[lo:hi],
+                               fields={k: v[lo:hi] for k, v in batch.fields.items()},
+                               state={k: v[lo:hi] for k, v in batch.state.items()})
 
 
 class StepRunner:
-    """Runs the batches of compute steps, preparing each step's batches the first time it runs."""
+    """Runs the batches of compute steps, preparing each step's batches the first time it runs.
+
+    A big batch is cut into one block of instances per copy thread, and the blocks run side by
+    side, each gathering, computing and scattering its own rows (numpy releases the GIL in all
+    three).  That is safe because the compiler refuses an element that one vertex writes and
+    another reads or writes in the same compute set, and the codelet sees the same instances
+    either way: a codelet is vectorised over instances, which the MPI backend splits too.
+    """
 
     def __init__(self, memory: TileMemory, codelets: dict[str, type[Vertex]]) -> None:
         self.memory = memory
         self.codelets = codelets
-        self._prepared: dict[int, list[PreparedBatch]] = {}
+        self._serial = Workers(1)
+        self._prepared: dict[int, list[list[PreparedBatch]]] = {}
+
+    def _prepare(self, batch: BatchPlan) -> list[PreparedBatch]:
+        codelet = self.codelets[batch.codelet]
+        threads, n = self.memory.workers.threads, batch.tiles.size
+        elements = sum(words.size for words in batch.fields.values())
+        if threads == 1 or n < 2 or elements < PARALLEL_MIN:
+            return [PreparedBatch.of(batch, codelet, self.memory.workers)]
+        bounds = np.linspace(0, n, min(threads, n) + 1).astype(np.int64).tolist()
+        return [PreparedBatch.of(rows_of(batch, lo, hi), codelet, self._serial)
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     def run(self, index: int, batches: list[BatchPlan], step_name: str) -> None:
         prepared = self._prepared.get(index)
         if prepared is None:
-            prepared = [PreparedBatch.of(b, self.codelets[b.codelet]) for b in batches]
+            prepared = [self._prepare(b) for b in batches]
             self._prepared[index] = prepared
-        for p in prepared:
-            run_batch(self.memory, p, step_name)
+        for blocks in prepared:
+            if len(blocks) == 1:
+                run_batch(self.memory, blocks[0], step_name)
+            else:
+                self.memory.workers.map(lambda block: run_batch(self.memory, block, step_name), blocks)
 
 
 def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> None:
@@ -93,7 +123,7 @@ def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> No
     args: dict[str, np.ndarray] = {}
     codelet = prepared.codelet
     for name, fld, access in prepared.fields:
-        array = access.read(memory.view(fld.type.dtype), memory.workers)
+        array = access.read(memory.view(fld.type.dtype), prepared.workers)
         if fld.direction in (INPUT, STATE):
             array.flags.writeable = False
         args[name] = array
@@ -103,7 +133,7 @@ def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> No
         raise _locate_failure(memory, prepared.batch, codelet, step_name, exc) from exc
     for name, fld, access in prepared.fields:
         if fld.writes:
-            access.write(memory.view(fld.type.dtype), args[name], memory.workers)
+            access.write(memory.view(fld.type.dtype), args[name], prepared.workers)
 
 
 def _locate_failure(memory: TileMemory, batch: BatchPlan, codelet: type[Vertex], step_name: str,
