@@ -68,6 +68,13 @@ class Tensor:
     def _view(self, ids: np.ndarray, label: str) -> "Tensor":
         return Tensor(self.graph, self.dtype, ids, label)
 
+    def named(self, label: str) -> "Tensor":
+        """This view under another name in messages: a view of a variable stored in another
+        order (``create_conv_weights``) keeps the name its users know it by."""
+        if not isinstance(label, str) or not label:
+            raise TensorError(f"tensor {self.name!r}: named() needs a non-empty string, got {label!r}")
+        return self._view(self.ids, label)
+
     def __getitem__(self, key: object) -> "Tensor":
         try:
             ids = self.ids[key]

@@ -34,10 +34,15 @@ class Net:
 
     def parameter(self, name: str, shape: tuple[int, ...], create=None) -> Tensor:
         """The parameter called ``name``: created once, shared by every build of the network."""
-        if name not in self.params:
+        if self.params.get(name) is None:
             self.params[name] = create(name) if create is not None else \
                 ops.linear_variable(self.graph, self.dtype, shape, name)
         return self.params[name]
+
+    def reserve(self, name: str) -> None:
+        """Hold ``name``'s place in the parameter order (torchvision's) for a parameter that is
+        created later, where the shape of its layer's input is known."""
+        self.params.setdefault(name, None)  # type: ignore[arg-type]
 
     def buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
         if name not in self.buffers:
@@ -65,13 +70,18 @@ class Conv2d(Layer):
     def __init__(self, net: Net, name: str, in_ch: int, out_ch: int, kernel: int, stride: int = 1,
                  padding: int = 0, groups: int = 1, bias: bool = False) -> None:
         self.name, self.stride, self.padding, self.groups = name, stride, padding, groups
-        shape = (out_ch, in_ch // groups, kernel, kernel)
-        self.weight = net.parameter(f"{name}.weight", shape,
-                                    lambda n: ops.create_conv_weights(net.graph, shape, net.dtype, n))
+        self.shape = (out_ch, in_ch // groups, kernel, kernel)
+        net.reserve(f"{name}.weight")
         self.bias = net.parameter(f"{name}.bias", (out_ch,)) if bias else None
 
     def forward(self, net: Net, x: Tensor) -> Tensor:
         self.x = x
+        # created at the first forward, laid out where the forward plan reads it (PopLibs'
+        # createWeights): each tile holds a piece of the blocks it multiplies
+        self.weight = net.parameter(
+            f"{self.name}.weight", self.shape,
+            lambda n: ops.create_conv_weights(net.graph, self.shape, net.dtype, n, input_shape=x.shape,
+                                              stride=self.stride, padding=self.padding, groups=self.groups))
         y = ops.conv2d(net.graph, x, self.weight, net.forward, stride=self.stride, padding=self.padding,
                        groups=self.groups, name=f"{self.name}/conv")
         if self.bias is not None:
@@ -96,11 +106,18 @@ class Linear(Layer):
 
     def __init__(self, net: Net, name: str, in_features: int, out_features: int, bias: bool = True) -> None:
         self.name = name
-        self.weight = net.parameter(f"{name}.weight", (out_features, in_features))
+        self.features = (in_features, out_features)
+        net.reserve(f"{name}.weight")
         self.bias = net.parameter(f"{name}.bias", (out_features,)) if bias else None
 
     def forward(self, net: Net, x: Tensor) -> Tensor:
         self.x = x
+        # stored (in, out), as the product x @ weight.T reads it, and laid out where its plan
+        # reads it (PopLibs' createMatMulInputRHS); the parameter is the (out, in) view
+        k, n = self.features
+        self.weight = net.parameter(
+            f"{self.name}.weight", (n, k),
+            lambda name: ops.create_matmul_rhs(net.graph, x.shape[0], k, n, net.dtype, name).transpose().named(name))
         y = ops.matmul(net.graph, x, self.weight.transpose(), net.forward, name=f"{self.name}/matmul")
         if self.bias is not None:
             y = ops.add(net.graph, y, self.bias.reshape(1, -1), net.forward, name=f"{self.name}/bias")

@@ -258,20 +258,30 @@ def conv2d_weight_grad(graph: Graph, x: Tensor, dy: Tensor, weight_shape: tuple[
 def create_conv_weights(graph: Graph, shape: tuple[int, ...], dtype: object = FLOAT, name: str = "",
                         input_shape: tuple[int, ...] | None = None, stride: object = 1, padding: object = 0,
                         dilation: object = 1, groups: int = 1, options: dict | None = None) -> Tensor:
-    """A new ``(OC, C/groups, KH, KW)`` weights variable (PopLibs' ``createWeights``).
+    """New weights (PopLibs' ``createWeights``): a ``(OC, C/groups, KH, KW)`` view of a variable
+    stored in the order the product reads them, ``(groups, C/groups*KH*KW, OC/groups)``.
 
-    With ``input_shape`` the weights are laid out where the forward plan reads them; without it
-    (the plan depends on the input's size) they are spread linearly over the tiles.
+    Stored that way, a row of a cell's weight block is contiguous in tile memory, so the
+    exchange moves runs of weights instead of one element every ``C*KH*KW`` (and the emulator
+    copies them as runs).  With ``input_shape`` the weights are laid out where the forward plan
+    reads them; without it (the plan depends on the input's size) they are spread linearly over
+    the tiles in that order.
     """
-    w = graph.add_variable(element_type(dtype, "create_conv_weights type"), tuple(shape), name or "weights")
+    dt = element_type(dtype, "create_conv_weights type")
+    if len(tuple(shape)) != 4:
+        raise TensorError(f"create_conv_weights: shape must be (OC, C/groups, KH, KW), got {tuple(shape)}")
+    oc, cg, kh, kw = (int(d) for d in shape)
+    if groups < 1 or oc % groups:
+        raise GraphError(f"create_conv_weights: {oc} output channels do not split into {groups} groups")
+    label = name or "weights"
+    store = graph.add_variable(dt, (groups, cg * kh * kw, oc // groups), label)
     if input_shape is None:
-        map_tensor_linearly(graph, w)
-        return w
-    params = ConvParams.of(input_shape, shape, stride, padding, dilation, groups)
-    plan = _pass_plan(graph, params, "fwd", w.dtype, options, "create_conv_weights")
-    G, _, K, OCg = params.matmul_shape("fwd")
-    map_operand(graph, w.reshape(G, OCg, K).dim_shuffle([0, 2, 1]), plan.matmul, "rhs")
-    return w
+        map_tensor_linearly(graph, store)
+    else:
+        params = ConvParams.of(input_shape, shape, stride, padding, dilation, groups)
+        plan = _pass_plan(graph, params, "fwd", dt, options, "create_conv_weights")
+        map_operand(graph, store, plan.matmul, "rhs")
+    return store.dim_shuffle([0, 2, 1]).reshape(oc, cg, kh, kw).named(label)
 
 
 # ============================================================================ im2col index arrays
