@@ -9,10 +9,13 @@ elements:
 * **runs** -- a field whose elements lie in contiguous runs of ``L`` words (a vertex's whole
   accumulator, its rows of weights, each partial of a reduction) is read and written through an
   overlapping window view of the store, one row copy per run instead of ``L`` element copies;
+  a list of words made mostly of long runs (an exchange's receive side) is moved in blocks of
+  64 or 16 words the same way, and the rest element by element;
 * **chunks** -- what has no such structure is gathered in chunks whose indices are widened to
   ``intp`` once, which numpy's ``take`` and fancy assignment need;
 * **threads** -- big copies are split over a few threads (numpy releases the GIL while it
-  gathers and scatters).
+  gathers and scatters); ``local.StepRunner`` also runs big batches as blocks of instances
+  side by side.
 
 The analysis runs once per batch, the first time its compute set executes (the compiler's job is
 to say *what* moves; how the engine moves it is a property of this machine).
@@ -299,9 +302,7 @@ def _runs_part(flat: np.ndarray, rows: np.ndarray | None, run: int) -> _Part:
 
 def _split(flat: np.ndarray) -> list[_Part]:
     rows, width = flat.shape
-    if rows == 0 or width == 0:
-        return [_Part(None, 0, None, WordList(flat))]
-    if width == 1:
+    if rows == 0 or width <= 1:
         return [_Part(None, 0, None, WordList(flat))]
     whole, break_columns = _run_breaks(flat)
     run = _run_length(width, break_columns)
