@@ -228,8 +228,8 @@ def conv2d_input_grad(graph: Graph, dy: Tensor, w: Tensor, input_shape: tuple[in
     b = _gather(graph, w, input_grad_weight_index(params), mm.rhs_tiles)
     name = op_name(graph, "conv2d_input_grad", name)
     index, zero_count = input_grad_output_index(params)
-    # phases that see no tap (a kernel smaller than the stride) have a zero gradient: zeroed in the
-    # product's zero step instead of multiplied
+    # phases that see no tap (a kernel smaller than the stride) have a zero gradient: zeroed in a
+    # step of the product's own (``{name}/zero``, before it) instead of multiplied
     zeros = linear_variable(graph, dy.dtype, (zero_count,), f"{name}/zeros") if zero_count else None
     c = _build(graph, plan, a, b, prog, name, "conv2d_input_grad", zeros)
     source = c.flatten() if zeros is None else concat([c.flatten(), zeros], 0)
@@ -261,11 +261,11 @@ def create_conv_weights(graph: Graph, shape: tuple[int, ...], dtype: object = FL
     """New weights (PopLibs' ``createWeights``): a ``(OC, C/groups, KH, KW)`` view of a variable
     stored in the order the product reads them, ``(groups, C/groups*KH*KW, OC/groups)``.
 
-    Stored that way, a row of a cell's weight block is contiguous in tile memory, so the
-    exchange moves runs of weights instead of one element every ``C*KH*KW`` (and the emulator
-    copies them as runs).  With ``input_shape`` the weights are laid out where the forward plan
-    reads them; without it (the plan depends on the input's size) they are spread linearly over
-    the tiles in that order.
+    Stored that way, a row of a cell's weight block is contiguous in tile memory, so a tile
+    sends runs of weights instead of one element every ``C*KH*KW``, and a vertex reads its block
+    as whole rows.  With ``input_shape`` the weights are laid out where the forward plan reads
+    them; without it (the plan depends on the input's size) they are spread linearly over the
+    tiles in that order.
     """
     dt = element_type(dtype, "create_conv_weights type")
     if len(tuple(shape)) != 4:
