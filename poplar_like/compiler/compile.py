@@ -83,19 +83,21 @@ def _moves(selected: np.ndarray, itemsize: np.ndarray, src: Callable[[np.ndarray
     return moves
 
 
-def _field_words(elem_addr: np.ndarray, ids: np.ndarray, slots: np.ndarray | None, slot_address: np.ndarray,
+def _field_words(elem_addr: np.ndarray, refs: np.ndarray, has_remote: bool, slot_address: np.ndarray,
                  itemsize: int, idx: type) -> np.ndarray:
-    """Word index of each field element: its own address, or its exchange slot's if it is remote."""
-    out = np.empty(ids.shape, dtype=idx)
-    flat_out, flat_ids = out.reshape(-1), ids.reshape(-1)
-    flat_slots = None if slots is None else slots.reshape(-1)
-    for lo in range(0, flat_ids.size, CHUNK):
-        hi = min(lo + CHUNK, flat_ids.size)
-        addr = elem_addr[flat_ids[lo:hi]]
-        if flat_slots is not None:
-            part = flat_slots[lo:hi]
-            remote = part >= 0
-            addr[remote] = slot_address[part[remote]]
+    """Word index of each field element: its own address, or, where ``refs`` holds ``-1 - slot``
+    (a remote element), its exchange slot's."""
+    out = np.empty(refs.shape, dtype=idx)
+    flat_out, flat_refs = out.reshape(-1), refs.reshape(-1)
+    for lo in range(0, flat_refs.size, CHUNK):
+        hi = min(lo + CHUNK, flat_refs.size)
+        part = flat_refs[lo:hi]
+        if has_remote:
+            remote = part < 0
+            addr = elem_addr[np.where(remote, 0, part)]
+            addr[remote] = slot_address[-1 - part[remote]]
+        else:
+            addr = elem_addr[part]
         addr //= itemsize
         flat_out[lo:hi] = addr
     return out
@@ -168,9 +170,13 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
     execute_pcs = [[pc for pc, (op, a, _) in enumerate(lowered.code) if op == EXECUTE and a == c]
                    for c in range(len(computes))]
     layout = plan_layout(target, graph, liveness, computes, copies, lowered.code, execute_pcs)
-    elem_addr = layout.in_tile_address
-    elem_addr += layout.tile_offsets[elem_tile]
     idx = np.int32 if layout.tile_offsets[-1] < 2 ** 31 else np.int64
+    # global element addresses, int32 while the store is under 2 GiB (ResNet-50: 117 million)
+    elem_addr = np.empty(graph.num_elements, dtype=idx)
+    for lo in range(0, elem_addr.size, CHUNK):
+        hi = min(lo + CHUNK, elem_addr.size)
+        elem_addr[lo:hi] = layout.in_tile_address[lo:hi] + layout.tile_offsets[elem_tile[lo:hi]]
+    layout.in_tile_address = np.zeros(0, dtype=np.int64)
 
     say("resolving addresses and estimating cycles")
     keys: dict[type, str] = {}
@@ -191,21 +197,22 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
             fields = {}
             for name, ids in batch.edges.items():
                 size = batch.codelet.fields[name].type.dtype.itemsize
-                fields[name] = _field_words(elem_addr, ids, draft.field_slots[b][name], layout.slot_address[c],
-                                            size, idx)
+                fields[name] = _field_words(elem_addr, ids, name in draft.remote_fields[b],
+                                            layout.slot_address[c], size, idx)
             state = {name: (layout.state_address[c][b][name] // batch.codelet.fields[name].type.dtype.itemsize)
                      .astype(idx) for name in batch.state}
             batches.append(BatchPlan(keys[batch.codelet], batch.tiles, fields, state, batch.cycles,
                                      bool(batch.codelet.multi_worker)))
+            batch.edges = {}  # resolved: the element ids (often a tile-sorted copy) are not needed again
         slot_size = element_itemsizes(graph, itemsize_of_var, draft.slot_elem)
         rd, wr = draft.slot_read, draft.slot_write
         all_rd, all_wr = bool(rd.all()), bool(wr.all())
-        home = elem_tile[draft.slot_elem]
-        pre_x = exchange_stats(target, home if all_rd else home[rd], draft.slot_tile if all_rd else
-                               draft.slot_tile[rd], slot_size if all_rd else slot_size[rd])
-        post_x = exchange_stats(target, draft.slot_tile if all_wr else draft.slot_tile[wr],
+        home, slot_tile = elem_tile[draft.slot_elem], draft.slot_tiles()
+        pre_x = exchange_stats(target, home if all_rd else home[rd], slot_tile if all_rd else
+                               slot_tile[rd], slot_size if all_rd else slot_size[rd])
+        post_x = exchange_stats(target, slot_tile if all_wr else slot_tile[wr],
                                 home if all_wr else home[wr], slot_size if all_wr else slot_size[wr])
-        del home
+        del home, slot_tile
         slot_addr, slot_elem = layout.slot_address[c], draft.slot_elem
         pre = _moves(rd, slot_size, lambda p: elem_addr[slot_elem[p]], lambda p: slot_addr[p], idx)
         post = _moves(wr, slot_size, lambda p: slot_addr[p], lambda p: elem_addr[slot_elem[p]], idx)
@@ -216,8 +223,8 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
         multi = np.concatenate([np.full(b.n, bool(b.codelet.multi_worker)) for b in draft.batches]) \
             if draft.batches else np.zeros(0, dtype=bool)
         tile_cycles = compute_cycles_by_tile(target, all_tiles, all_cycles, multi)
-        draft.field_slots = []
-        draft.slot_elem = draft.slot_tile = draft.slot_read = draft.slot_write = np.zeros(0, dtype=np.int64)
+        draft.slot_elem = draft.slot_read = draft.slot_write = np.zeros(0, dtype=np.int64)
+        draft.slot_counts = np.zeros_like(draft.slot_counts)
         compute_steps.append(ComputeStep(
             draft.name, batches, pre, post, tile_cycles, pre_x.sent, pre_x.received, post_x.sent,
             post_x.received, pre_x.total_bytes + post_x.total_bytes, pre_x.inter_ipu_bytes + post_x.inter_ipu_bytes,
@@ -274,8 +281,7 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
         target=target,
         variables=[{"name": v.name, "dtype": str(v.dtype), "shape": list(v.shape), "base": v.base,
                     "kind": v.kind} for v in graph.variables],
-        # int32 while the backing store is under 2 GiB (ResNet-50: 0.5 GB less for the host to hold)
-        element_address=elem_addr.astype(np.int32) if int(layout.tile_offsets[-1]) < 2 ** 31 else elem_addr,
+        element_address=elem_addr,
         tile_offsets=layout.tile_offsets,
         init_words={k: np.concatenate(v).astype(idx) for k, v in init_words.items()},
         init_values={k: np.concatenate(v) for k, v in init_values.items()},

@@ -53,7 +53,7 @@ class Layout:
     in_tile_address: np.ndarray  # (E,) element address within its tile
     tile_offsets: np.ndarray  # (T+1,) start of each tile in the backing store
     categories: dict[str, np.ndarray]  # name -> (T,) bytes, alignment gaps included
-    slot_address: list[np.ndarray]  # per compute draft: (S,) global byte address of each slot
+    slot_address: list[np.ndarray]  # per compute draft: (S,) global byte address of each slot (int32 if < 2 GiB)
     state_address: list[list[dict[str, np.ndarray]]]  # per draft, per batch: field -> (n,) global address
     nal_by_step: np.ndarray  # (I, T) not-always-live bytes occupied at each instruction
     pieces: dict[str, np.ndarray] = field(default_factory=dict)  # var, tile, bytes of each variable piece
@@ -153,25 +153,55 @@ def element_itemsizes(graph: Graph, itemsize_of_var: np.ndarray, ids: np.ndarray
 
 def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph, num_tiles: int,
                   alignment: int) -> tuple[np.ndarray, np.ndarray]:
-    """In-buffer offset of each slot (slots are sorted by tile, then element) and buffer bytes by tile."""
+    """In-buffer offset of each slot (int32: a buffer is smaller than a tile) and buffer bytes by
+    tile.  Slots are sorted by tile; within a tile, bigger items come first so that every item is
+    aligned to its size."""
     n = draft.slot_elem.size
     if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(num_tiles, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32), np.zeros(num_tiles, dtype=np.int64)
     sizes = element_itemsizes(graph, itemsize_of_var, draft.slot_elem)
-    per_tile = np.bincount(draft.slot_tile, weights=sizes, minlength=num_tiles).astype(np.int64)
-    first = np.cumsum(per_tile) - per_tile
+    tiles = draft.slot_tiles()
+    first_slot = np.cumsum(draft.slot_counts) - draft.slot_counts
     if bool((sizes != sizes[0]).any()):
-        # bigger items first within a tile, so every item is aligned to its size
-        order = np.lexsort((draft.slot_elem, -sizes, draft.slot_tile))
+        per_tile = np.bincount(tiles, weights=sizes, minlength=num_tiles).astype(np.int64)
+        first = np.cumsum(per_tile) - per_tile
+        order = np.lexsort((draft.slot_elem, -sizes, tiles))
         offset = np.empty(n, dtype=np.int64)
         csum = np.cumsum(sizes[order])
-        offset[order] = csum - sizes[order] - first[draft.slot_tile[order]]
+        offset[order] = csum - sizes[order] - first[tiles[order]]
     else:
-        counts = np.bincount(draft.slot_tile, minlength=num_tiles)
+        per_tile = draft.slot_counts * int(sizes[0])
         offset = np.arange(n, dtype=np.int64)
-        offset -= (np.cumsum(counts) - counts)[draft.slot_tile]
+        offset -= first_slot[tiles]
         offset *= int(sizes[0])
-    return offset, align(per_tile, alignment)
+    return offset.astype(np.int32), align(per_tile, alignment)
+
+
+def _exchange_pairs(graph: Graph, computes: list[ComputeDraft], copies: list[CopyDraft],
+                    num_tiles: int) -> np.ndarray:
+    """Exchange code bytes by tile: each step's (sender, receiver) pairs, counted step by step so
+    that no array over every step's slots is ever built."""
+    code = np.zeros(num_tiles, dtype=np.int64)
+
+    def add(senders: np.ndarray, receivers: np.ndarray) -> None:
+        if senders.size == 0:
+            return
+        sent, received = _count_pairs(senders, receivers, num_tiles)
+        code[:] += EXCHANGE_BYTES_PER_PAIR * (sent + received)
+        code[:] += EXCHANGE_BYTES_PER_STEP * ((sent + received) > 0)
+
+    for draft in computes:
+        if draft.slot_elem.size == 0:
+            continue
+        homes, tiles = graph.element_tiles[draft.slot_elem], draft.slot_tiles()
+        add(homes[draft.slot_read], tiles[draft.slot_read])
+        add(tiles[draft.slot_write], homes[draft.slot_write])
+    for c in copies:
+        if c.kind == "copy":
+            s, d = graph.element_tiles[c.src], graph.element_tiles[c.dst]
+            remote = s != d
+            add(s[remote], d[remote])
+    return code
 
 
 def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list[ComputeDraft],
@@ -217,26 +247,7 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
         inst_offset = np.zeros(0, dtype=np.int64)
 
     # ---- exchange code and buffers
-    pair_parts = []
-    for draft in computes:
-        homes = graph.element_tiles[draft.slot_elem]
-        pre = draft.slot_read
-        post = draft.slot_write
-        pair_parts.append((homes[pre], draft.slot_tile[pre]))
-        pair_parts.append((draft.slot_tile[post], homes[post]))
-    for c in copies:
-        if c.kind == "copy":
-            s, d = graph.element_tiles[c.src], graph.element_tiles[c.dst]
-            remote = s != d
-            pair_parts.append((s[remote], d[remote]))
-    for senders, receivers in pair_parts:
-        if senders.size == 0:
-            continue
-        sent, received = _count_pairs(senders, receivers, T)
-        cat["exchange_code"] += EXCHANGE_BYTES_PER_PAIR * (sent + received)
-        cat["exchange_code"] += EXCHANGE_BYTES_PER_STEP * ((sent + received) > 0)
-    del pair_parts
-    cat["exchange_code"] = align(cat["exchange_code"], a)
+    cat["exchange_code"] = align(_exchange_pairs(graph, computes, copies, T), a)
 
     itemsize_of_var = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
     slot_offsets, buffer_sizes = [], []
@@ -302,10 +313,15 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
     tile_size = align(sum(cat.values()), a)
     tile_offsets = np.zeros(T + 1, dtype=np.int64)
     np.cumsum(tile_size, out=tile_offsets[1:])
+    # int32 while the whole store is under 2 GiB: ResNet-50 has 250 million slots
+    address_type = np.int32 if tile_offsets[-1] < 2 ** 31 else np.int64
+    buffer_start = tile_offsets[:-1] + region_start["exchange_buffers"]
     slot_address = []
-    for draft, offset in zip(computes, slot_offsets, strict=True):
-        offset += (tile_offsets[:-1] + region_start["exchange_buffers"])[draft.slot_tile]
-        slot_address.append(offset)
+    for c, draft in enumerate(computes):
+        offset, slot_offsets[c] = slot_offsets[c], None
+        address = np.repeat(buffer_start, draft.slot_counts).astype(address_type)
+        address += offset
+        slot_address.append(address)
     state_address: list[list[dict[str, np.ndarray]]] = []
     cursor = 0
     vs_start = region_start["vertex_state"]

@@ -28,12 +28,19 @@ class ComputeDraft:
 
     name: str
     batches: list[Batch]
-    slot_tile: np.ndarray  # (S,) tile holding the slot
-    slot_elem: np.ndarray  # (S,) element the slot mirrors
+    slot_counts: np.ndarray  # (T,) slots on each tile: slots are sorted by tile
+    slot_elem: np.ndarray  # (S,) element the slot mirrors (int32 while the graph allows)
     slot_read: np.ndarray  # (S,) bool: copied in before compute
     slot_write: np.ndarray  # (S,) bool: copied out after compute
-    field_slots: list[dict[str, np.ndarray | None]] = field(default_factory=list)  # per batch: slot or -1
+    #: per batch, the fields with remote elements: in those, ``batch.edges`` holds ``-1 - slot`` in
+    #: place of each remote element's id (one array instead of ids plus a parallel slot array)
+    remote_fields: list[set[str]] = field(default_factory=list)
     access: StepAccess = field(default_factory=StepAccess)
+
+    def slot_tiles(self) -> np.ndarray:
+        """The tile of each slot (made on demand: drafts of every compute set are held at once
+        until addresses are resolved, and a per-slot tile array would be 4 bytes a slot more)."""
+        return np.repeat(np.arange(self.slot_counts.size, dtype=np.int32), self.slot_counts)
 
 
 @dataclass
@@ -109,16 +116,17 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
             fields.append((b, name, remote))
             tile_parts.append(np.broadcast_to(batch.tiles[:, None], flat.shape)[remote])
             elem_parts.append(flat[remote])
-    slot_of_entry, slot_tile, slot_elem = _dedupe_slots(tile_parts, elem_parts, stamps, graph.target.num_tiles)
+    slot_of_entry, slot_counts, slot_elem = _dedupe_slots(tile_parts, elem_parts, stamps, graph.target.num_tiles)
+    if graph.num_elements < 2 ** 31:
+        slot_elem = slot_elem.astype(np.int32)
     del tile_parts, elem_parts
     slot_read = np.zeros(slot_elem.size, dtype=bool)
     slot_write = np.zeros(slot_elem.size, dtype=bool)
-    field_slots: list[dict[str, np.ndarray | None]] = [dict() for _ in batches]
+    remote_fields: list[set[str]] = [set() for _ in batches]
     cursor = 0
     for b, name, remote in fields:
         batch = batches[b]
         if remote is None:
-            field_slots[b][name] = None
             continue
         fld = batch.codelet.fields[name]
         count = int(np.count_nonzero(remote))
@@ -128,10 +136,12 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
             slot_read[found] = True
         if fld.writes:
             slot_write[found] = True
-        slots = np.full(remote.shape, -1, dtype=slot_of_entry.dtype)
-        slots[remote] = found
-        field_slots[b][name] = slots.reshape(batch.edges[name].shape)
-    return ComputeDraft(cs.name, batches, slot_tile, slot_elem, slot_read, slot_write, field_slots,
+        ids = batch.edges[name]
+        refs = ids.reshape(remote.shape).astype(np.result_type(ids.dtype, slot_of_entry.dtype))
+        refs[remote] = -1 - found
+        batch.edges[name] = refs.reshape(ids.shape)  # the batch's own array: the graph's is untouched
+        remote_fields[b].add(name)
+    return ComputeDraft(cs.name, batches, slot_counts, slot_elem, slot_read, slot_write, remote_fields,
                         counter.result(sizes))
 
 
@@ -141,11 +151,11 @@ def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], st
 
     Entries are radix-sorted by tile; then, tile by tile (a loop over tiles, never over elements),
     a stamp array over element ids picks one representative entry per element.  Returns each
-    entry's slot (in the order the parts were given) and each slot's tile and element.
+    entry's slot (in the order the parts were given), the number of slots on each tile (slots are
+    sorted by tile) and each slot's element.
     """
     if not tile_parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty.astype(np.int32), empty.astype(np.int32), empty
+        return np.zeros(0, dtype=np.int32), np.zeros(num_tiles, dtype=np.int64), np.zeros(0, dtype=np.int64)
     tiles = np.concatenate(tile_parts)
     elems = np.concatenate(elem_parts).astype(np.int64, copy=False)
     n = tiles.size
@@ -172,7 +182,8 @@ def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], st
     else:
         slot_of_entry = np.empty(n, dtype=index)
         slot_of_entry[order] = slot_of_sorted
-    return slot_of_entry, sorted_tiles[is_slot].astype(np.int32), sorted_elems[is_slot]
+    slot_counts = np.bincount(sorted_tiles[is_slot], minlength=num_tiles).astype(np.int64)
+    return slot_of_entry, slot_counts, sorted_elems[is_slot]
 
 
 def plan_copy(graph: Graph, copy: Copy, index: int) -> CopyDraft:
