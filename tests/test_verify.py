@@ -1,0 +1,84 @@
+"""The compiler's checker fires: executables broken on purpose are refused with a message that
+names what is wrong (the suite runs it after every compile, so it must also pass clean ones)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import poplar_like as pl
+import poplar_like.compiler.verify as verifier
+from poplar_like.compiler.verify import VerificationError
+
+
+class SumVertex(pl.Vertex):
+    inp = pl.Input(pl.Vector(pl.FLOAT))
+    out = pl.Output(pl.FLOAT)
+
+    def compute(inp, out):
+        out[:] = inp.sum(axis=1)
+
+    def cycles(inp_length):
+        return 5 + inp_length
+
+
+@pytest.fixture
+def compiled(monkeypatch, graph):
+    """A 4-tile graph whose vertices read from the next tile, compiled; with its liveness."""
+    x = graph.add_variable(pl.FLOAT, (4, 4), "x")
+    y = graph.add_variable(pl.FLOAT, (4,), "y")
+    for t in (x, y):
+        graph.set_tile_mapping(t, np.arange(t.numel).reshape(t.shape) * 4 // t.numel)
+    cs = graph.add_compute_set("sums")
+    for i in range(4):
+        graph.add_vertex(cs, SumVertex, {"inp": x[(i + 1) % 4], "out": y[i]}, tile=i)
+    seen = {}
+    real = verifier.verify
+
+    def keep(exe, liveness):
+        seen["liveness"] = liveness
+        real(exe, liveness)
+
+    monkeypatch.setattr(verifier, "verify", keep)
+    exe = pl.compile_graph(graph, pl.Execute(cs), verify=True)
+    return exe, seen["liveness"]
+
+
+def test_a_clean_executable_passes(compiled):
+    verifier.verify(*compiled)
+
+
+def _ids(exe, name):
+    return exe.variable_ids(exe.variable_index(name)).reshape(-1)
+
+
+def test_two_always_live_variables_at_one_address_are_refused(compiled):
+    exe, liveness = compiled
+    exe.element_address[_ids(exe, "y")[0]] = exe.element_address[_ids(exe, "x")[0]]
+    with pytest.raises(VerificationError, match="'x' and 'y' share memory although one of them is always live"):
+        verifier.verify(exe, liveness)
+
+
+def test_two_elements_of_one_variable_at_one_address_are_refused(compiled):
+    exe, liveness = compiled
+    ids = _ids(exe, "x")
+    exe.element_address[ids[1]] = exe.element_address[ids[0]]
+    with pytest.raises(VerificationError, match="two elements of variable 'x' share an address"):
+        verifier.verify(exe, liveness)
+
+
+def test_a_field_outside_its_tile_is_refused(compiled):
+    exe, liveness = compiled
+    batch = exe.computes[0].batches[0]
+    batch.fields["inp"][0, 0] = exe.tile_offsets[-2] // 4  # row 0 runs on tile 0; this word is on the last tile
+    with pytest.raises(VerificationError, match="field 'inp' of a SumVertex vertex on tile 0 reaches outside"):
+        verifier.verify(exe, liveness)
+
+
+def test_a_move_outside_the_store_is_refused(compiled):
+    exe, liveness = compiled
+    pre = exe.computes[0].pre
+    size = next(iter(pre.src))
+    pre.src[size][0] = exe.memory_bytes // size
+    with pytest.raises(VerificationError, match="a source lies outside tile memory"):
+        verifier.verify(exe, liveness)
