@@ -87,8 +87,11 @@ def test_mlp_sgd_step_matches_torch() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(raises=pl.OutOfMemoryError, strict=True,
+                   reason="the training step overflows 1,013 tiles of two IPUs even at 64x64, mostly with "
+                          "exchange code (617 KB on tile 0): see docs/models.md")
 def test_resnet50_sgd_step_matches_torch() -> None:
-    sgd_step_matches("resnet50", 2, 64)
+    sgd_step_matches("resnet50", 2, 64, num_ipus=2)
 
 
 @pytest.mark.slow
