@@ -53,7 +53,7 @@ class Layout:
     in_tile_address: np.ndarray  # (E,) element address within its tile
     tile_offsets: np.ndarray  # (T+1,) start of each tile in the backing store
     categories: dict[str, np.ndarray]  # name -> (T,) bytes, alignment gaps included
-    slot_address: list[np.ndarray]  # per compute draft: (S,) global byte address of each slot (int32 if < 2 GiB)
+    slot_address: list[np.ndarray]  # per compute draft: (S,) global byte address of each slot
     state_address: list[list[dict[str, np.ndarray]]]  # per draft, per batch: field -> (n,) global address
     nal_by_step: np.ndarray  # (I, T) not-always-live bytes occupied at each instruction
     pieces: dict[str, np.ndarray] = field(default_factory=dict)  # var, tile, bytes of each variable piece
