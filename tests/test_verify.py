@@ -3,35 +3,18 @@ names what is wrong (the suite runs it after every compile, so it must also pass
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import poplar_like as pl
 import poplar_like.compiler.verify as verifier
 from poplar_like.compiler.verify import VerificationError
-
-
-class SumVertex(pl.Vertex):
-    inp = pl.Input(pl.Vector(pl.FLOAT))
-    out = pl.Output(pl.FLOAT)
-
-    def compute(inp, out):
-        out[:] = inp.sum(axis=1)
-
-    def cycles(inp_length):
-        return 5 + inp_length
+from helpers import tutorial_graph
 
 
 @pytest.fixture
-def compiled(monkeypatch, graph):
-    """A 4-tile graph whose vertices read from the next tile, compiled; with its liveness."""
-    x = graph.add_variable(pl.FLOAT, (4, 4), "x")
-    y = graph.add_variable(pl.FLOAT, (4,), "y")
-    for t in (x, y):
-        graph.set_tile_mapping(t, np.arange(t.numel).reshape(t.shape) * 4 // t.numel)
-    cs = graph.add_compute_set("sums")
-    for i in range(4):
-        graph.add_vertex(cs, SumVertex, {"inp": x[(i + 1) % 4], "out": y[i]}, tile=i)
+def compiled(monkeypatch):
+    """The tutorial's graph (vertices read the next tile's row), compiled; with its liveness."""
+    graph, program, _, _ = tutorial_graph()
     seen = {}
     real = verifier.verify
 
@@ -40,7 +23,7 @@ def compiled(monkeypatch, graph):
         real(exe, liveness)
 
     monkeypatch.setattr(verifier, "verify", keep)
-    exe = pl.compile_graph(graph, pl.Execute(cs), verify=True)
+    exe = pl.compile_graph(graph, program, verify=True)
     return exe, seen["liveness"]
 
 
@@ -54,16 +37,16 @@ def _ids(exe, name):
 
 def test_two_always_live_variables_at_one_address_are_refused(compiled):
     exe, liveness = compiled
-    exe.element_address[_ids(exe, "y")[0]] = exe.element_address[_ids(exe, "x")[0]]
-    with pytest.raises(VerificationError, match="'x' and 'y' share memory although one of them is always live"):
+    exe.element_address[_ids(exe, "v2")[0]] = exe.element_address[_ids(exe, "v1")[0]]
+    with pytest.raises(VerificationError, match="'v1' and 'v2' share memory although one of them is always live"):
         verifier.verify(exe, liveness)
 
 
 def test_two_elements_of_one_variable_at_one_address_are_refused(compiled):
     exe, liveness = compiled
-    ids = _ids(exe, "x")
+    ids = _ids(exe, "v1")
     exe.element_address[ids[1]] = exe.element_address[ids[0]]
-    with pytest.raises(VerificationError, match="two elements of variable 'x' share an address"):
+    with pytest.raises(VerificationError, match="two elements of variable 'v1' share an address"):
         verifier.verify(exe, liveness)
 
 
