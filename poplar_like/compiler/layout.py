@@ -161,7 +161,6 @@ def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph
         return np.zeros(0, dtype=np.int32), np.zeros(num_tiles, dtype=np.int64)
     sizes = element_itemsizes(graph, itemsize_of_var, draft.slot_elem)
     tiles = draft.slot_tiles()
-    first_slot = np.cumsum(draft.slot_counts) - draft.slot_counts
     if bool((sizes != sizes[0]).any()):
         per_tile = np.bincount(tiles, weights=sizes, minlength=num_tiles).astype(np.int64)
         first = np.cumsum(per_tile) - per_tile
@@ -172,7 +171,7 @@ def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph
     else:
         per_tile = draft.slot_counts * int(sizes[0])
         offset = np.arange(n, dtype=np.int64)
-        offset -= first_slot[tiles]
+        offset -= (np.cumsum(draft.slot_counts) - draft.slot_counts)[tiles]
         offset *= int(sizes[0])
     return offset.astype(np.int32), align(per_tile, alignment)
 
