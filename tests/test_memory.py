@@ -183,3 +183,36 @@ def test_every_byte_is_accounted_and_items_do_not_overlap() -> None:
         assert not cells & seen
         seen |= cells
     assert np.all(exe.element_address % 4 == 0)
+
+
+def exchange_code_of(reads: list[tuple[int, int]], copies: list[tuple[int, int]] = ()) -> np.ndarray:
+    """Exchange code by tile of one compute set whose vertex on tile ``t`` reads ``x[e]`` for each
+    ``(e, t)`` in ``reads`` (``x[e]`` lives on tile 0), then of one Copy per ``(e, t)`` in ``copies``
+    from ``x[e]`` to tile ``t``."""
+    graph = pl.Graph(small_target())
+    x = graph.add_variable(pl.FLOAT, (4,), "x")
+    graph.set_tile_mapping(x, 0)
+    out = graph.add_variable(pl.FLOAT, (len(reads),), "out")
+    cs = graph.add_compute_set("reads")
+    for k, (e, t) in enumerate(reads):
+        graph.set_tile_mapping(out[k:k + 1], t)
+        graph.add_vertex(cs, unary("relu", pl.FLOAT), {"inp": x[e:e + 1], "out": out[k:k + 1]}, tile=t)
+    steps: list[pl.Program] = [pl.Execute(cs)]
+    if copies:
+        dst = graph.add_variable(pl.FLOAT, (len(copies),), "dst")
+        graph.set_tile_mapping(dst, np.array([t for _, t in copies]))
+        src = pl.concat([x[e:e + 1] for e, _ in copies])
+        steps.append(pl.Copy(src, dst))
+    return pl.compile_graph(graph, pl.Sequence(steps)).categories["exchange_code"]
+
+
+def test_exchange_code_counts_a_broadcast_once_on_the_sender() -> None:
+    # 8 B a message + 12 B a step, rounded up to 8: one element read on tiles 1, 2 and 3 is one
+    # broadcast for tile 0 (not three sends), one receive for each reader
+    assert exchange_code_of([(0, 1), (0, 2), (0, 3)]).tolist() == [24, 24, 24, 24]
+    # three elements to three readers: three messages whichever way they are sent
+    assert exchange_code_of([(0, 1), (1, 2), (2, 3)]).tolist() == [40, 24, 24, 24]
+    # two elements, both read by two tiles: two broadcasts (not four sends); a reader hears one tile
+    assert exchange_code_of([(0, 1), (0, 2), (1, 1), (1, 2)]).tolist() == [32, 24, 24, 0]
+    # a Copy broadcasts too: tile 0 takes part in two exchanges of one message each, 2 x (8 + 12)
+    assert exchange_code_of([(0, 1)], copies=[(0, 2), (0, 3)]).tolist() == [40, 24, 24, 24]

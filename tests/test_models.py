@@ -61,11 +61,15 @@ def test_forward_matches_torch_at_224(kind: str, batch: int) -> None:
     assert relative_error(logits, expected) < 1e-4
 
 
-def sgd_step_matches(kind: str, batch: int, image_size: int, num_ipus: int = 1) -> None:
+def sgd_step_matches(kind: str, batch: int, image_size: int, num_ipus: int = 1,
+                     reference_dtype: torch.dtype = torch.float32, tolerance: float = 1e-4) -> None:
+    """One SGD step (momentum, weight decay) in the emulator and in PyTorch from the same seeded
+    weights: the loss and every updated weight and buffer agree within ``tolerance`` (relative)."""
     model, engine = engine_for(kind, batch, image_size=image_size, train=True, inference=False,
                                num_ipus=num_ipus, momentum=0.9, weight_decay=1e-4)
     reference = seeded(kind).train()
     model.load_state_dict(engine, state_dict(reference))
+    reference = reference.to(reference_dtype)
     rng = np.random.default_rng(7)
     shape = (batch, 784) if kind == "mlp" else (batch, 3, image_size, image_size)
     x = rng.standard_normal(shape, dtype=np.float32)
@@ -73,25 +77,41 @@ def sgd_step_matches(kind: str, batch: int, image_size: int, num_ipus: int = 1) 
     loss = model.train_step(engine, x, y, learning_rate=0.01)
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     optimizer.zero_grad()
-    expected_loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(x)), torch.from_numpy(y).long())
+    expected_loss = torch.nn.functional.cross_entropy(reference(torch.from_numpy(x).to(reference_dtype)),
+                                                      torch.from_numpy(y).long())
     expected_loss.backward()
     optimizer.step()
-    assert abs(loss - expected_loss.item()) <= 1e-4 * abs(expected_loss.item())
+    assert abs(loss - expected_loss.item()) <= tolerance * abs(expected_loss.item())
     updated = model.state_dict(engine)
-    for name, value in state_dict(reference).items():
-        assert relative_error(updated[name], value) < 1e-4, name
+    errors = {name: relative_error(updated[name], value) for name, value in state_dict(reference).items()}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < tolerance, f"{worst}: {errors[worst]:.3g}"
+
+
+def test_each_layer_starts_its_products_on_its_own_tile() -> None:
+    """Every product of a layer (forward, weight gradient, input gradient) starts on the same
+    tile, where its weights were laid out; different layers start on different tiles."""
+    graph = pl.Graph(pl.IPUModel("ipu2").create_device())
+    models.build("mlp", graph, 8, train=True, inference=True)
+    starts: dict[str, set[int]] = {}
+    for record in graph.op_records:
+        if record["kind"] == "matmul":
+            starts.setdefault(record["name"].split("/")[0], set()).add(record["plan"]["start_tile"])
+    assert set(starts) == {"fc1", "fc2"} and all(len(s) == 1 for s in starts.values())
+    assert starts["fc1"] != starts["fc2"]
+    assert sum(r["kind"] == "matmul" for r in graph.op_records) == 5  # fc1 needs no input gradient
 
 
 def test_mlp_sgd_step_matches_torch() -> None:
     sgd_step_matches("mlp", 8, 0)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(raises=pl.OutOfMemoryError, strict=True,
-                   reason="the training step overflows 1,013 tiles of two IPUs even at 64x64, mostly with "
-                          "exchange code (617 KB on tile 0): see docs/models.md")
 def test_resnet50_sgd_step_matches_torch() -> None:
-    sgd_step_matches("resnet50", 2, 64, num_ipus=2)
+    """At 64x64 (two IPUs: one step's weights, gradients, momenta and activations). The reference
+    is PyTorch in float64: this step is ill-conditioned (the backward through layer4.0's batch
+    norms, over 8 values a channel, cancels), so PyTorch's own float32 step lands 2-5% away from
+    its float64 step, while the emulator's float32 step stays within about 1.4e-4 of it."""
+    sgd_step_matches("resnet50", 2, 64, num_ipus=2, reference_dtype=torch.float64, tolerance=2e-4)
 
 
 @pytest.mark.slow

@@ -208,6 +208,37 @@ def test_pinned_plan_is_used_and_checked() -> None:
         matmul(graph, b, a[:10], pl.Sequence(), options={"plan": pinned})
 
 
+def test_start_tile_rotates_the_grid_and_keeps_the_result() -> None:
+    """The ``start_tile`` option moves every cell ``start_tile`` tiles on (round the tiles); the
+    plan is the same otherwise, operands created with the same option are where the product
+    reads them, and the numbers do not change."""
+    m, k, n = 8, 16, 8
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    built = {}
+    for start in (0, 5):
+        graph = pl.Graph(device())
+        options = {"start_tile": start}
+        a = create_matmul_lhs(graph, m, k, n, name="a", options=options)
+        b = create_matmul_rhs(graph, m, k, n, name="b", options=options)
+        prog = pl.Sequence()
+        c = matmul(graph, a, b, prog, name="mm", options=options)
+        (out,), profile = run(graph, prog, {a: A, b: B}, [c])
+        np.testing.assert_allclose(out, reference(A, B), rtol=1e-5, atol=1e-5)
+        step = next(s for s in profile["steps"] if s["name"] == "mm/matmul")
+        built[start] = (graph.op_records[-1]["plan"], [graph.tile_of_elements(t) for t in (a, b, c)], step)
+    (plan0, tiles0, step0), (plan5, tiles5, step5) = built[0], built[5]
+    assert plan5["start_tile"] == 5 and {**plan5, "start_tile": 0} == plan0
+    for t0, t5 in zip(tiles0, tiles5, strict=True):
+        np.testing.assert_array_equal(t5, (t0 + 5) % TILES)
+    assert step5["exchange_cycles"] == step0["exchange_cycles"] and step5["compute_cycles"] == step0["compute_cycles"]
+    graph = pl.Graph(device())
+    a, b = linear(graph, (m, k), name="a"), linear(graph, (k, n), name="b")
+    for bad, what in ((-1, "an int >= 0"), (1.0, "an int >= 0"), (TILES, f"tiles 0..{TILES - 1}")):
+        with pytest.raises(GraphError, match=f"start_tile.*{what}"):
+            matmul(graph, a, b, pl.Sequence(), options={"start_tile": bad})
+
+
 def test_resnet50_sized_layers_plan_fast_and_compile() -> None:
     """ResNet-50 layer sizes on a full ipu2: milliseconds to plan; the graph fits in memory."""
     target = pl.IPUModel("ipu2", global_sync_cycles=601).create_device().target  # not cached yet

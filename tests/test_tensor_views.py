@@ -521,6 +521,17 @@ def test_map_tensor_linearly_multi_dim_and_options(graph: pl.Graph) -> None:
     assert graph.get_tile_mapping(w) == [[(0, 4)], [(4, 8)], [(8, 10)], []]
 
 
+def test_map_tensor_linearly_with_an_offset_wraps_round_the_tiles(graph: pl.Graph) -> None:
+    t = graph.add_variable(pl.FLOAT, (10,), "offset")
+    used = pl.map_tensor_linearly(graph, t, min_elements_per_tile=0, grain_size=1, offset=2)
+    assert used == 4 and graph.get_tile_mapping(t) == [[(6, 9)], [(9, 10)], [(0, 3)], [(3, 6)]]
+    small = graph.add_variable(pl.FLOAT, (40,), "small")  # 32 floats a tile at least: two tiles
+    assert pl.map_tensor_linearly(graph, small, offset=7) == 2  # 7 is tile 3 of 4
+    assert graph.get_tile_mapping(small) == [[(32, 40)], [], [], [(0, 32)]]
+    with pytest.raises(pl.GraphError, match="'small'.*offset must be an int"):
+        pl.map_tensor_linearly(graph, small, offset=1.5)
+
+
 def test_map_tensor_linearly_of_a_view_follows_the_view_order(graph: pl.Graph) -> None:
     m = graph.add_variable(pl.FLOAT, (4, 6), "m")
     pl.map_tensor_linearly(graph, m.T, min_elements_per_tile=0, grain_size=1)  # 6 per tile along m.T

@@ -29,7 +29,9 @@ from .plan import ComputeDraft, CopyDraft
 
 # Bytes of control code per bytecode instruction on every tile (the control program is replicated).
 CONTROL_BYTES_PER_INSTRUCTION = 16
-# Exchange code: per (sender, receiver) pair of a step, on each side; plus per step a tile takes part in.
+# Exchange code: per message a tile sends or receives in a step, plus per step it takes part in.
+# A receiver takes one message from each tile it hears from; a sender sends either one message per
+# receiver or, broadcasting, one per distinct element it sends, whichever is fewer.
 EXCHANGE_BYTES_PER_PAIR = 8
 EXCHANGE_BYTES_PER_STEP = 12
 # Vertex state: edge pointers (scalar: pointer; vector: pointer + size; list: descriptor + one
@@ -178,14 +180,22 @@ def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph
 
 def _exchange_pairs(graph: Graph, computes: list[ComputeDraft], copies: list[CopyDraft],
                     num_tiles: int) -> np.ndarray:
-    """Exchange code bytes by tile: each step's (sender, receiver) pairs, counted step by step so
-    that no array over every step's slots is ever built."""
+    """Exchange code bytes by tile, counted step by step so that no array over every step's
+    slots is ever built.
+
+    The IPU's exchange is a broadcast: a tile's send reaches every tile listening to it in that
+    cycle.  So a sender needs one message per receiver, or one per distinct element it sends
+    (each broadcast to all its readers), whichever is fewer; a receiver one per tile it hears from.
+    Writes back to an element's home have a single receiver each, so there pairs are messages.
+    """
     code = np.zeros(num_tiles, dtype=np.int64)
 
-    def add(senders: np.ndarray, receivers: np.ndarray) -> None:
+    def add(senders: np.ndarray, receivers: np.ndarray, elements_sent: np.ndarray | None = None) -> None:
         if senders.size == 0:
             return
         sent, received = _count_pairs(senders, receivers, num_tiles)
+        if elements_sent is not None:
+            sent = np.minimum(sent, elements_sent)
         code[:] += EXCHANGE_BYTES_PER_PAIR * (sent + received)
         code[:] += EXCHANGE_BYTES_PER_STEP * ((sent + received) > 0)
 
@@ -193,13 +203,16 @@ def _exchange_pairs(graph: Graph, computes: list[ComputeDraft], copies: list[Cop
         if draft.slot_elem.size == 0:
             continue
         homes, tiles = graph.element_tiles[draft.slot_elem], draft.slot_tiles()
-        add(homes[draft.slot_read], tiles[draft.slot_read])
+        sent = draft.elements_sent if draft.elements_sent.size else None
+        add(homes[draft.slot_read], tiles[draft.slot_read], sent)
         add(tiles[draft.slot_write], homes[draft.slot_write])
     for c in copies:
         if c.kind == "copy":
             s, d = graph.element_tiles[c.src], graph.element_tiles[c.dst]
             remote = s != d
-            add(s[remote], d[remote])
+            if remote.any():
+                sources = unique_sorted(np.asarray(c.src)[remote].astype(np.int64))
+                add(s[remote], d[remote], np.bincount(graph.element_tiles[sources], minlength=num_tiles))
     return code
 
 

@@ -36,6 +36,9 @@ class ComputeDraft:
     #: place of each remote element's id (one array instead of ids plus a parallel slot array)
     remote_fields: list[set[str]] = field(default_factory=list)
     access: StepAccess = field(default_factory=StepAccess)
+    #: (T,) distinct elements each tile sends in the exchange-in: a tile can broadcast an element
+    #: to all its readers at once, so this bounds its send code (layout.py)
+    elements_sent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def slot_tiles(self) -> np.ndarray:
         """The tile of each slot (made on demand: drafts of every compute set are held at once
@@ -141,8 +144,24 @@ def plan_compute(graph: Graph, cs: ComputeSet, elem_tile: np.ndarray, sizes: np.
         refs[remote] = -1 - found
         batch.edges[name] = refs.reshape(ids.shape)  # the batch's own array: the graph's is untouched
         remote_fields[b].add(name)
+    elements_sent = _elements_sent(slot_elem[slot_read], elem_tile, stamps, graph.target.num_tiles)
     return ComputeDraft(cs.name, batches, slot_counts, slot_elem, slot_read, slot_write, remote_fields,
-                        counter.result(sizes))
+                        counter.result(sizes), elements_sent)
+
+
+def _elements_sent(read_elems: np.ndarray, elem_tile: np.ndarray, stamps: ElementStamps,
+                   num_tiles: int) -> np.ndarray:
+    """Distinct elements each tile sends: one representative per element (stamps, O(slots)),
+    counted on the element's home tile."""
+    if read_elems.size == 0:
+        return np.zeros(num_tiles, dtype=np.int64)
+    index = np.int32 if read_elems.size < 2 ** 31 else np.int64
+    position = np.arange(read_elems.size, dtype=index)
+    stamp = stamps.take(index)
+    stamp[read_elems] = position
+    first = stamp[read_elems] == position
+    stamps.release(stamp, read_elems)
+    return np.bincount(elem_tile[read_elems[first]], minlength=num_tiles).astype(np.int64)
 
 
 def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], stamps: ElementStamps,

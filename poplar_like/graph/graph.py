@@ -520,11 +520,13 @@ def _shape_tuple(shape: Sequence[int] | int, who: str) -> tuple[int, ...]:
 
 
 def map_tensor_linearly(graph: Graph, tensor: Tensor, min_elements_per_tile: int | None = None,
-                        grain_size: int | None = None) -> None:
+                        grain_size: int | None = None, offset: int = 0) -> int:
     """Spread a tensor evenly over all tiles in contiguous chunks (PopLibs' ``mapTensorLinearly``).
 
     The grain is the target's vector width for the type; each used tile gets at least 128 bytes
-    so exchange stays cheap.  Chunks go to tiles 0, 1, 2... in the flattened order of the view.
+    so exchange stays cheap.  Chunks go to tiles ``offset``, ``offset + 1``... (wrapping round) in
+    the flattened order of the view; a nonzero offset keeps many small tensors from all starting
+    on tile 0 (PopLibs' ``mapTensorLinearlyWithOffset``).  Returns the number of tiles used.
     """
     tensor = graph._own(tensor)
     target = graph.target
@@ -535,13 +537,19 @@ def map_tensor_linearly(graph: Graph, tensor: Tensor, min_elements_per_tile: int
     if grain < 1 or min_elems < 0:
         raise GraphError(f"map_tensor_linearly({tensor.name!r}): grain_size must be >= 1, "
                          "min_elements_per_tile >= 0")
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
+        raise GraphError(f"map_tensor_linearly({tensor.name!r}): offset must be an int (a tile), "
+                         f"got {offset!r}")
     n = tensor.numel
     if n == 0:
-        return
+        return 0
     num_grains = -(-n // grain)
     grains_per_tile = max(-(-num_grains // target.num_tiles), -(-min_elems // grain))
     per_tile = grains_per_tile * grain
-    tiles = (np.arange(n, dtype=np.int64) // per_tile).astype(np.int32)
-    graph._elem_tile[tensor.flat_ids()] = tiles
+    tiles = np.arange(n, dtype=np.int64) // per_tile
+    if offset % target.num_tiles:
+        tiles = (tiles + offset) % target.num_tiles
+    graph._elem_tile[tensor.flat_ids()] = tiles.astype(np.int32)
+    return -(-n // per_tile)
 
 

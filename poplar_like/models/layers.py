@@ -31,6 +31,7 @@ class Net:
     buffers: dict[str, Tensor] = field(default_factory=dict)  # e.g. batch-norm running statistics
     grads: dict[str, Tensor] = field(default_factory=dict)
     activations: list[Tensor] = field(default_factory=list)  # released after their last use
+    start_tiles: dict[str, int] = field(default_factory=dict)  # per layer, where its products start
 
     def parameter(self, name: str, shape: tuple[int, ...], create=None) -> Tensor:
         """The parameter called ``name``: created once, shared by every build of the network."""
@@ -49,9 +50,24 @@ class Net:
             self.buffers[name] = ops.linear_variable(self.graph, FLOAT, shape, name)
         return self.buffers[name]
 
+    def product_options(self, layer: str) -> dict:
+        """Options for the products of ``layer``: each layer's grids start on another tile.
+
+        A plan that uses fewer tiles than the target puts cell 0 on tile 0 and the others at a
+        fixed stride, so without this the first tiles (and those at common strides) hold a cell
+        of every layer, with its vertices and exchange code.  Layer ``i`` starts at
+        ``frac(i x golden ratio) x tiles``, which spreads the starts evenly for any stride.
+        """
+        if layer not in self.start_tiles:
+            position = (len(self.start_tiles) * 0.6180339887498949) % 1.0
+            self.start_tiles[layer] = int(position * self.graph.target.num_tiles)
+        return {"start_tile": self.start_tiles[layer]}
+
     def sibling(self, training: bool) -> "Net":
-        """Another build of the same network (other mode) sharing parameters and buffers."""
-        return Net(self.graph, self.dtype, training, params=self.params, buffers=self.buffers)
+        """Another build of the same network (other mode) sharing parameters, buffers and the
+        layers' start tiles (the weights are laid out for them)."""
+        return Net(self.graph, self.dtype, training, params=self.params, buffers=self.buffers,
+                   start_tiles=self.start_tiles)
 
 
 class Layer:
@@ -78,27 +94,31 @@ class Conv2d(Layer):
         self.x = x
         # created at the first forward, laid out where the forward plan reads it (PopLibs'
         # createWeights): each tile holds a piece of the blocks it multiplies
+        options = net.product_options(self.name)
         self.weight = net.parameter(
             f"{self.name}.weight", self.shape,
             lambda n: ops.create_conv_weights(net.graph, self.shape, net.dtype, n, input_shape=x.shape,
-                                              stride=self.stride, padding=self.padding, groups=self.groups))
+                                              stride=self.stride, padding=self.padding, groups=self.groups,
+                                              options=options))
         y = ops.conv2d(net.graph, x, self.weight, net.forward, stride=self.stride, padding=self.padding,
-                       groups=self.groups, name=f"{self.name}/conv")
+                       groups=self.groups, name=f"{self.name}/conv", options=options)
         if self.bias is not None:
             y = ops.add(net.graph, y, self.bias.reshape(1, -1, 1, 1), net.forward, name=f"{self.name}/bias")
         return y
 
     def backward(self, net: Net, dy: Tensor, need_dx: bool = True) -> Tensor | None:
         g = net.graph
+        options = net.product_options(self.name)
         net.grads[f"{self.name}.weight"] = ops.conv2d_weight_grad(
             g, self.x, dy, self.weight.shape, net.backward, stride=self.stride, padding=self.padding,
-            groups=self.groups, name=f"{self.name}/weight_grad")
+            groups=self.groups, name=f"{self.name}/weight_grad", options=options)
         if self.bias is not None:
             net.grads[f"{self.name}.bias"] = ops.reduce(g, dy, (0, 2, 3), net.backward, name=f"{self.name}/bias_grad")
         if not need_dx:
             return None
         return ops.conv2d_input_grad(g, dy, self.weight, self.x.shape, net.backward, stride=self.stride,
-                                     padding=self.padding, groups=self.groups, name=f"{self.name}/input_grad")
+                                     padding=self.padding, groups=self.groups, name=f"{self.name}/input_grad",
+                                     options=options)
 
 
 class Linear(Layer):
@@ -115,23 +135,27 @@ class Linear(Layer):
         # stored (in, out), as the product x @ weight.T reads it, and laid out where its plan
         # reads it (PopLibs' createMatMulInputRHS); the parameter is the (out, in) view
         k, n = self.features
+        options = net.product_options(self.name)
         self.weight = net.parameter(
             f"{self.name}.weight", (n, k),
-            lambda name: ops.create_matmul_rhs(net.graph, x.shape[0], k, n, net.dtype, name).transpose().named(name))
-        y = ops.matmul(net.graph, x, self.weight.transpose(), net.forward, name=f"{self.name}/matmul")
+            lambda name: ops.create_matmul_rhs(net.graph, x.shape[0], k, n, net.dtype, name,
+                                               options=options).transpose().named(name))
+        y = ops.matmul(net.graph, x, self.weight.transpose(), net.forward, name=f"{self.name}/matmul",
+                       options=options)
         if self.bias is not None:
             y = ops.add(net.graph, y, self.bias.reshape(1, -1), net.forward, name=f"{self.name}/bias")
         return y
 
     def backward(self, net: Net, dy: Tensor, need_dx: bool = True) -> Tensor | None:
         g = net.graph
+        options = net.product_options(self.name)
         net.grads[f"{self.name}.weight"] = ops.matmul(g, dy.transpose(), self.x, net.backward,
-                                                      name=f"{self.name}/weight_grad")
+                                                      name=f"{self.name}/weight_grad", options=options)
         if self.bias is not None:
             net.grads[f"{self.name}.bias"] = ops.reduce(g, dy, (0,), net.backward, name=f"{self.name}/bias_grad")
         if not need_dx:
             return None
-        return ops.matmul(g, dy, self.weight, net.backward, name=f"{self.name}/input_grad")
+        return ops.matmul(g, dy, self.weight, net.backward, name=f"{self.name}/input_grad", options=options)
 
 
 class ReLU(Layer):

@@ -16,6 +16,7 @@ Conventions of ``poplar_like.ops`` (PopLibs style):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,10 +54,22 @@ def release(prog: Sequence, temporaries: list[Tensor]) -> None:
         prog.add(WriteUndef(t))
 
 
+# Per graph, the tile where the next linearly mapped variable starts.
+_next_start: weakref.WeakKeyDictionary[Graph, int] = weakref.WeakKeyDictionary()
+
+
 def linear_variable(graph: Graph, dtype: object, shape: tuple[int, ...], name: str) -> Tensor:
-    """A new variable spread evenly over all tiles (PopLibs' mapTensorLinearly)."""
+    """A new variable spread evenly over the tiles (PopLibs' mapTensorLinearly).
+
+    Each one starts on the tile after the last tile of the previous one, round the tiles: small
+    tensors (biases, batch-norm parameters and statistics, their gradients and momenta) would
+    otherwise all pile onto the first tiles, with the vertices that work on them and the
+    exchange code that fetches from them.
+    """
     t = graph.add_variable(as_dtype(dtype), shape, name)
-    map_tensor_linearly(graph, t)
+    start = _next_start.get(graph, 0)
+    used = map_tensor_linearly(graph, t, offset=start)
+    _next_start[graph] = (start + used) % graph.target.num_tiles
     return t
 
 

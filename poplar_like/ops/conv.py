@@ -39,7 +39,7 @@ from ..errors import DTypeError, GraphError, TensorError
 from ..graph import Graph, Sequence, Tensor, concat, map_tensor_linearly
 from ..target import Target
 from .common import linear_variable, op_name, record
-from .matmul import build_matmul, map_operand, matmul_options
+from .matmul import build_matmul, map_operand, matmul_options, started
 from .planning import MatMulPlan, element_type, plan_matmul
 
 __all__ = ["ConvParams", "ConvPlan", "plan_conv", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
@@ -193,7 +193,8 @@ def conv2d(graph: Graph, x: Tensor, w: Tensor, prog: Sequence, stride: object = 
            dilation: object = 1, groups: int = 1, name: str = "", options: dict | None = None) -> Tensor:
     """``y = conv2d(x, w)`` (PyTorch's ``F.conv2d`` without bias): ``x`` ``(N, C, H, W)``, ``w``
     ``(OC, C/groups, KH, KW)``; returns ``(N, OC, OH, OW)``, a mapped view of the product's output.
-    Options as for ``matmul`` (``available_memory_proportion``, ``partials_type``, ``plan``)."""
+    Options as for ``matmul`` (``available_memory_proportion``, ``partials_type``, ``start_tile``,
+    ``plan``)."""
     who = f"conv2d {name!r}" if name else "conv2d"
     _check_tensors(who, x=x, w=w)
     params = ConvParams.of(x.shape, w.shape, stride, padding, dilation, groups)
@@ -416,10 +417,11 @@ def _pass_plan(graph: Graph, params: ConvParams, phase: str, dtype: np.dtype, op
         if not isinstance(pinned, ConvPlan) or pinned.params != params or pinned.phase != phase:
             raise GraphError(f"{who}: option 'plan' must be the ConvPlan of this {phase} pass ({params})")
         return pinned
-    return plan_conv(graph.target, params.input_shape, params.weight_shape,
+    plan = plan_conv(graph.target, params.input_shape, params.weight_shape,
                      (params.stride_h, params.stride_w), (params.pad_h, params.pad_w),
                      (params.dilation_h, params.dilation_w), params.groups, dtype, phase,
                      opts["available_memory_proportion"], opts["partials_type"])
+    return dataclasses.replace(plan, matmul=started(plan.matmul, opts, who))
 
 
 def _build(graph: Graph, plan: ConvPlan, a: Tensor, b: Tensor, prog: Sequence, name: str, kind: str,

@@ -18,6 +18,7 @@ views with any mapping; the exchange brings the blocks in.  ``create_matmul_lhs`
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -35,7 +36,7 @@ __all__ = ["MatMulPlan", "plan_matmul", "matmul", "matmul_grouped", "create_matm
            "create_matmul_rhs", "matmul_options"]
 
 #: The options matmul and conv take (PopLibs' option names in snake_case), with defaults.
-DEFAULT_OPTIONS = {"available_memory_proportion": 0.6, "partials_type": None}
+DEFAULT_OPTIONS = {"available_memory_proportion": 0.6, "partials_type": None, "start_tile": 0}
 
 
 def matmul_options(options: dict | None, who: str) -> dict:
@@ -45,7 +46,18 @@ def matmul_options(options: dict | None, who: str) -> dict:
     if unknown:
         raise GraphError(f"{who}: unknown option(s) {unknown}; known options are "
                          f"{sorted(DEFAULT_OPTIONS)} (and 'plan' to pin a plan)")
+    start = options.get("start_tile", 0)
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise GraphError(f"{who}: option 'start_tile' must be a tile number (an int >= 0), got {start!r}")
     return {**DEFAULT_OPTIONS, **options}
+
+
+def started(plan: MatMulPlan, options: dict, who: str) -> MatMulPlan:
+    """``plan`` with its grid starting on the tile ``options["start_tile"]`` names."""
+    start = int(options["start_tile"])
+    if start >= plan.num_tiles:
+        raise GraphError(f"{who}: option 'start_tile' is {start}, but the target has tiles 0..{plan.num_tiles - 1}")
+    return plan if start == plan.start_tile else dataclasses.replace(plan, start_tile=start)
 
 
 def _plan_for(graph: Graph, groups: int, m: int, k: int, n: int, dtype: np.dtype, out_dtype: np.dtype,
@@ -53,8 +65,9 @@ def _plan_for(graph: Graph, groups: int, m: int, k: int, n: int, dtype: np.dtype
     """The pinned plan of ``options["plan"]`` (checked against the shapes), else a new one."""
     pinned = options.get("plan")
     if pinned is None:
-        return plan_matmul(graph.target, m, k, n, dtype, out_dtype, options["available_memory_proportion"],
+        plan = plan_matmul(graph.target, m, k, n, dtype, out_dtype, options["available_memory_proportion"],
                            groups=groups, partials_dtype=options["partials_type"])
+        return started(plan, options, who)
     if not isinstance(pinned, MatMulPlan):
         raise GraphError(f"{who}: option 'plan' must be a MatMulPlan, got {type(pinned).__name__}")
     given = (pinned.groups, pinned.m, pinned.k, pinned.n, pinned.dtype, pinned.out_dtype, pinned.num_tiles)
@@ -73,7 +86,8 @@ def matmul(graph: Graph, a: Tensor, b: Tensor, prog: Sequence, name: str = "", o
 
     ``a`` and ``b`` may be any views (transposes, slices...) with any complete mapping.  Options:
     ``available_memory_proportion`` (0.6), ``partials_type`` (float; half allowed for half inputs),
-    ``plan`` (a :class:`MatMulPlan` to use instead of planning).  ``out_dtype`` defaults to the
+    ``start_tile`` (0: the tile of the plan's first cell; the grid is rotated round the tiles),
+    ``plan`` (a :class:`MatMulPlan` to use instead of planning, with its own start tile).  ``out_dtype`` defaults to the
     inputs' type; half inputs are multiplied exactly and accumulated in the partials' type.
     """
     who = f"matmul {name!r}" if name else "matmul"

@@ -6,7 +6,10 @@ Nothing here touches a graph.  ``ops/matmul.py`` builds tensors and vertices fro
 
 **The split.**  A grouped product ``c[g] = a[g] @ b[g]`` (``G`` groups of ``m x k`` by ``k x n``)
 is cut into a grid of ``split_g x split_m x split_n x split_k`` cells, one cell per tile
-(cell ``p = ((g*split_m + i)*split_n + j)*split_k + l`` on tile ``p * num_tiles // tiles_used``).
+(cell ``p = ((g*split_m + i)*split_n + j)*split_k + l`` on tile
+``(p * num_tiles // tiles_used + start_tile) % num_tiles``; ``start_tile``, 0 unless the
+``start_tile`` option asks otherwise, lets a network start each layer's grid on another tile so
+that the first tiles do not hold cell 0 of every product).
 Blocks along a dimension are ``ceil(d / split)`` long, the last one shorter.  A cell runs one
 ``MatMulPartial`` per group of its block into its own partial sums; a reduction adds the
 ``split_k`` partials with ``ReduceAdd`` (when ``split_k == 1`` it only rounds float partials to a
@@ -173,6 +176,7 @@ class MatMulPlan:
     memory_limit: int  # available_memory_proportion x memory_bytes_per_tile
     fits_memory: bool
     cost: MatMulCost
+    start_tile: int = 0  # the tile of cell 0 (the grid is rotated, not reshaped: same cost)
 
     # ------------------------------------------------------------------ text and data
     @property
@@ -205,8 +209,11 @@ class MatMulPlan:
         return ((np.asarray(g, dtype=np.int64) * self.split_m + i) * self.split_n + j) * self.split_k + l
 
     def tile_of_cell(self, cell: object) -> np.ndarray:
-        """The tile of each cell: spread evenly over the target (``p * num_tiles // tiles_used``)."""
-        return (np.asarray(cell, dtype=np.int64) * self.num_tiles // self.tiles_used).astype(np.int32)
+        """The tile of each cell: spread evenly over the target from ``start_tile`` on."""
+        tiles = np.asarray(cell, dtype=np.int64) * self.num_tiles // self.tiles_used
+        if self.start_tile:
+            tiles = (tiles + self.start_tile) % self.num_tiles
+        return tiles.astype(np.int32)
 
     def _block(self, index: np.ndarray, block: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(block number, offset in the block, block length) of each index along a dimension."""
