@@ -76,7 +76,7 @@ def resnet50_ratio(runs: int) -> dict:
 # at 64x64.
 TABLE = (("mlp", "inference", 32, 1, 0), ("mlp", "train", 32, 1, 0),
          ("alexnet", "inference", 1, 1, 224), ("alexnet", "train", 2, 2, 224),
-         ("resnet50", "inference", 1, 1, 224), ("resnet50", "train", 2, 2, 64))
+         ("resnet50", "inference", 1, 1, 224), ("resnet50", "train", 4, 2, 64))
 
 
 def table_row(kind: str, mode: str, batch: int, num_ipus: int = 1, image_size: int = 224) -> dict:
