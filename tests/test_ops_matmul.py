@@ -206,6 +206,8 @@ def test_pinned_plan_is_used_and_checked() -> None:
     np.testing.assert_allclose(out, reference(A, B), rtol=1e-5, atol=1e-5)
     with pytest.raises(GraphError, match="pinned plan"):
         matmul(graph, b, a[:10], pl.Sequence(), options={"plan": pinned})
+    with pytest.raises(GraphError, match="'start_tile' is 3, but the pinned plan starts on tile 0"):
+        matmul(graph, a, b, pl.Sequence(), options={"plan": pinned, "start_tile": 3})
 
 
 def test_start_tile_rotates_the_grid_and_keeps_the_result() -> None:

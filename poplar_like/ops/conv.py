@@ -39,7 +39,7 @@ from ..errors import DTypeError, GraphError, TensorError
 from ..graph import Graph, Sequence, Tensor, concat, map_tensor_linearly
 from ..target import Target
 from .common import linear_variable, op_name, record
-from .matmul import build_matmul, map_operand, matmul_options, started
+from .matmul import build_matmul, check_pinned_start, map_operand, matmul_options, started
 from .planning import MatMulPlan, element_type, plan_matmul
 
 __all__ = ["ConvParams", "ConvPlan", "plan_conv", "conv2d", "conv2d_input_grad", "conv2d_weight_grad",
@@ -416,6 +416,7 @@ def _pass_plan(graph: Graph, params: ConvParams, phase: str, dtype: np.dtype, op
     if pinned is not None:
         if not isinstance(pinned, ConvPlan) or pinned.params != params or pinned.phase != phase:
             raise GraphError(f"{who}: option 'plan' must be the ConvPlan of this {phase} pass ({params})")
+        check_pinned_start(pinned.matmul, opts, who)
         return pinned
     plan = plan_conv(graph.target, params.input_shape, params.weight_shape,
                      (params.stride_h, params.stride_w), (params.pad_h, params.pad_w),

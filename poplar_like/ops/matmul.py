@@ -60,6 +60,13 @@ def started(plan: MatMulPlan, options: dict, who: str) -> MatMulPlan:
     return plan if start == plan.start_tile else dataclasses.replace(plan, start_tile=start)
 
 
+def check_pinned_start(pinned: MatMulPlan, options: dict, who: str) -> None:
+    """A pinned plan keeps its own start tile: a different ``start_tile`` beside it is an error."""
+    if options["start_tile"] not in (0, pinned.start_tile):
+        raise GraphError(f"{who}: option 'start_tile' is {options['start_tile']}, but the pinned plan starts "
+                         f"on tile {pinned.start_tile}; give one or the other")
+
+
 def _plan_for(graph: Graph, groups: int, m: int, k: int, n: int, dtype: np.dtype, out_dtype: np.dtype,
               options: dict, who: str) -> MatMulPlan:
     """The pinned plan of ``options["plan"]`` (checked against the shapes), else a new one."""
@@ -70,6 +77,7 @@ def _plan_for(graph: Graph, groups: int, m: int, k: int, n: int, dtype: np.dtype
         return started(plan, options, who)
     if not isinstance(pinned, MatMulPlan):
         raise GraphError(f"{who}: option 'plan' must be a MatMulPlan, got {type(pinned).__name__}")
+    check_pinned_start(pinned, options, who)
     given = (pinned.groups, pinned.m, pinned.k, pinned.n, pinned.dtype, pinned.out_dtype, pinned.num_tiles)
     wanted = (groups, m, k, n, poplar_name(dtype), poplar_name(out_dtype), graph.target.num_tiles)
     if given != wanted:
@@ -87,8 +95,9 @@ def matmul(graph: Graph, a: Tensor, b: Tensor, prog: Sequence, name: str = "", o
     ``a`` and ``b`` may be any views (transposes, slices...) with any complete mapping.  Options:
     ``available_memory_proportion`` (0.6), ``partials_type`` (float; half allowed for half inputs),
     ``start_tile`` (0: the tile of the plan's first cell; the grid is rotated round the tiles),
-    ``plan`` (a :class:`MatMulPlan` to use instead of planning, with its own start tile).  ``out_dtype`` defaults to the
-    inputs' type; half inputs are multiplied exactly and accumulated in the partials' type.
+    ``plan`` (a :class:`MatMulPlan` to use instead of planning, with its own start tile).
+    ``out_dtype`` defaults to the inputs' type; half inputs are multiplied exactly and
+    accumulated in the partials' type.
     """
     who = f"matmul {name!r}" if name else "matmul"
     _check_operands(a, b, 2, who)
