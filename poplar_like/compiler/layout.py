@@ -32,7 +32,7 @@ CONTROL_BYTES_PER_INSTRUCTION = 16
 # Exchange code: per message a tile sends or receives in a step, plus per step it takes part in.
 # A receiver takes one message from each tile it hears from; a sender sends either one message per
 # receiver or, broadcasting, one per distinct element it sends, whichever is fewer.
-EXCHANGE_BYTES_PER_PAIR = 8
+EXCHANGE_BYTES_PER_MESSAGE = 8
 EXCHANGE_BYTES_PER_STEP = 12
 # Vertex state: edge pointers (scalar: pointer; vector: pointer + size; list: descriptor + one
 # pointer/size pair per vector) and 4 bytes per state field.
@@ -178,7 +178,7 @@ def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph
     return offset.astype(np.int32), align(per_tile, alignment)
 
 
-def _exchange_pairs(graph: Graph, computes: list[ComputeDraft], copies: list[CopyDraft],
+def _exchange_code(graph: Graph, computes: list[ComputeDraft], copies: list[CopyDraft],
                     num_tiles: int) -> np.ndarray:
     """Exchange code bytes by tile, counted step by step so that no array over every step's
     slots is ever built.
@@ -196,7 +196,7 @@ def _exchange_pairs(graph: Graph, computes: list[ComputeDraft], copies: list[Cop
         sent, received = _count_pairs(senders, receivers, num_tiles)
         if elements_sent is not None:
             sent = np.minimum(sent, elements_sent)
-        code[:] += EXCHANGE_BYTES_PER_PAIR * (sent + received)
+        code[:] += EXCHANGE_BYTES_PER_MESSAGE * (sent + received)
         code[:] += EXCHANGE_BYTES_PER_STEP * ((sent + received) > 0)
 
     for draft in computes:
@@ -259,7 +259,7 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
         inst_offset = np.zeros(0, dtype=np.int64)
 
     # ---- exchange code and buffers
-    cat["exchange_code"] = align(_exchange_pairs(graph, computes, copies, T), a)
+    cat["exchange_code"] = align(_exchange_code(graph, computes, copies, T), a)
 
     itemsize_of_var = np.array([v.dtype.itemsize for v in graph.variables], dtype=np.int64)
     slot_offsets, buffer_sizes = [], []
