@@ -82,7 +82,7 @@ TABLE = (("mlp", "inference", 32, 1, 0), ("mlp", "train", 32, 1, 0),
 def table_row(kind: str, mode: str, batch: int, num_ipus: int = 1, image_size: int = 224) -> dict:
     graph = pl.Graph(pl.IPUModel("ipu2", num_ipus=num_ipus).create_device())
     model = models.build(kind, graph, batch, train=mode == "train", inference=mode == "inference",
-                         **({"image_size": image_size} if kind != "mlp" else {}))
+                         image_size=image_size or 224)  # the MLP has no image size
     exe = pl.compile_graph(graph, model.programs, allow_out_of_memory=True)
     profile = pl.Profile.from_executable(exe)
     used = exe.tile_bytes()
