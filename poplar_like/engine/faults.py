@@ -6,6 +6,10 @@ calls ``MPI_Abort``, which ends every rank with a non-zero exit code.  Errors ev
 alike (a graph error found on the host and shared) are printed by the host only: the other ranks'
 copies are marked *mirrored* and stay quiet.  A rank other than the host waits a moment before
 printing, so that when the host fails too, its report is the one shown.
+
+The rank that prints also waits a moment *after* printing, before ``MPI_Abort``: Hydra forwards a
+rank's stderr through its proxy, and an abort that arrives first can kill the proxy with the
+report still unread in the pipe (seen once in CI: exit code 1 and no message at all).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ MIRRORED = "_poplar_like_mirrored"
 _installed = False
 _comm: Any = None
 _HOST_GRACE_SECONDS = 1.0
+_FORWARD_SECONDS = 0.5
 
 
 def mark_mirrored(exc: BaseException) -> BaseException:
@@ -46,6 +51,8 @@ def abort(exc: BaseException | None = None, message: str = "") -> None:
         sys.stderr.write(f"poplar_like: rank {rank} failed; ending every rank.\n{text}")
         sys.stderr.flush()
     sys.stdout.flush()
+    if not mirrored:
+        time.sleep(_FORWARD_SECONDS)  # let the launcher forward the report before the abort
     try:
         from mpi4py import MPI
 
