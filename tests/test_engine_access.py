@@ -1,4 +1,5 @@
-"""The engine's element access (poplar_like/engine/access.py) against plain numpy indexing."""
+"""The engine's element access (poplar_like/engine/access.py, and the compiled loops of
+engine/kernels.py it uses for long lists) against plain numpy indexing."""
 
 from __future__ import annotations
 
@@ -9,26 +10,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poplar_like.engine import access
+from poplar_like.engine import access, kernels
 from poplar_like.engine.access import FieldAccess, WordList, Workers, copy_words
+from poplar_like.engine.local import TileMemory
+
+#: both ways of moving elements: numpy's indexing, and the compiled loops (numba) where present
+PATHS = ["numpy", "compiled"] if kernels.available() else ["numpy"]
+#: (threads, path) pairs every property test runs through
+WAYS = [(threads, path) for threads in (1, 3) for path in PATHS]
 
 
 @contextlib.contextmanager
-def small_chunks(threads: int):
-    """Tiny chunks, so that even small cases take the chunked and threaded paths."""
-    saved = access.CHUNK, access.PARALLEL_MIN
+def small_chunks(threads: int, path: str = "numpy"):
+    """Tiny chunks, so that even small cases take the chunked and threaded paths; ``path`` says
+    whether even the shortest list goes to the compiled loops or none does."""
+    saved = access.CHUNK, access.PARALLEL_MIN, access.KERNEL_MIN
     access.CHUNK, access.PARALLEL_MIN = 7, 16
+    access.KERNEL_MIN = 0 if path == "compiled" else 1 << 62
     w = Workers(threads)
     try:
         yield w
     finally:
         w.close()
-        access.CHUNK, access.PARALLEL_MIN = saved
+        access.CHUNK, access.PARALLEL_MIN, access.KERNEL_MIN = saved
 
 
-@pytest.fixture(params=[1, 3], ids=["1 thread", "3 threads"])
+@pytest.fixture(params=WAYS, ids=[f"{t} thread(s), {p}" for t, p in WAYS])
 def workers(request):
-    with small_chunks(request.param) as w:
+    with small_chunks(*request.param) as w:
         yield w
 
 
@@ -67,8 +76,8 @@ def field_words(draw):
 @given(words=field_words())
 def test_field_read_matches_fancy_indexing(words):
     view = _store(400)
-    for threads in (1, 3):
-        with small_chunks(threads) as w:
+    for way in WAYS:
+        with small_chunks(*way) as w:
             got = FieldAccess(words).read(view, w)
         assert got.shape == words.shape
         np.testing.assert_array_equal(got, view[words])
@@ -86,11 +95,13 @@ def test_field_write_matches_fancy_assignment(words):
         words = np.arange(flat.size, dtype=np.int32).reshape(words.shape) * 3 + 1
     values = np.random.default_rng(1).standard_normal(words.shape).astype(np.float32)
     expected = _store(max(400, int(words.max(initial=0)) + 1))
-    got = expected.copy()
+    start = expected.copy()
     expected[words] = values
-    with small_chunks(3) as w:
-        FieldAccess(words).write(got, values, w)
-    np.testing.assert_array_equal(got, expected)
+    for way in WAYS:
+        got = start.copy()
+        with small_chunks(*way) as w:
+            FieldAccess(words).write(got, values, w)
+        np.testing.assert_array_equal(got, expected)
 
 
 @settings(max_examples=100, deadline=None)
@@ -105,8 +116,8 @@ def test_word_list_in_runs_matches_fancy_indexing(lengths, seed):
     words = words.astype(np.int32)
     view = _store(size)
     values = np.random.default_rng(2).standard_normal(words.size).astype(np.float32)
-    for threads in (1, 3):
-        with small_chunks(threads) as w:
+    for way in WAYS:
+        with small_chunks(*way) as w:
             listed = WordList(words)
             np.testing.assert_array_equal(listed.take(view, w), view[words])
             got = view.copy()
@@ -184,3 +195,75 @@ def test_batches_split_over_threads_give_the_same_result(threads, monkeypatch):
     got = engine.read_tensor(y)
     assert np.isnan(got[37]) and np.isfinite(np.delete(got, 37)).all()
     engine.backend.close()
+
+
+# ------------------------------------------------------------------ exchange moves (TileMemory.apply)
+
+@st.composite
+def move_lists(draw):
+    """A copy ``store[dst] = store[src]``: an exchange (disjoint sides), one that overlaps itself, or
+    one that writes a word twice, with 1, 2, 4 or 8-byte items."""
+    itemsize = draw(st.sampled_from([1, 2, 4, 8]))
+    words = 300
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    count = draw(st.integers(0, 120))
+    kind = draw(st.sampled_from(["exchange", "overlapping", "repeated"]))
+    if kind == "exchange":  # senders' words in the low half, receive buffers in the high half
+        src = rng.integers(0, words // 2, count)
+        dst = words // 2 + rng.permutation(words // 2)[:count]
+    elif kind == "overlapping":
+        src = rng.integers(0, words, count)
+        dst = rng.permutation(words)[:count]
+    else:
+        src = rng.integers(0, words // 2, count)
+        dst = words // 2 + rng.integers(0, 10, count)
+    dtype = draw(st.sampled_from([np.int32, np.int64]))
+    return itemsize, src.astype(dtype), dst[:src.size].astype(dtype)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=move_lists())
+def test_moves_match_numpy_assignment(case):
+    """Every way of applying a move list gives numpy's ``store[dst] = store[src]``, bit for bit."""
+    from poplar_like.compiler.executable import Moves
+
+    itemsize, src, dst = case
+    start = np.random.default_rng(5).integers(0, 256, 300 * 8, dtype=np.uint8)
+    expected = start.copy()
+    view = expected.view(kernels.RAW[itemsize])
+    view[dst] = view[src]
+    for way in WAYS:
+        with small_chunks(*way) as w:
+            memory = TileMemory(start.size, w)
+            memory.store[:] = start
+            moves = Moves({itemsize: src}, {itemsize: dst})
+            memory.apply(moves)
+            memory.apply(moves)  # the second time through the plan made the first time
+            twice = expected.copy()
+            twice.view(kernels.RAW[itemsize])[dst] = twice.view(kernels.RAW[itemsize])[src]
+            np.testing.assert_array_equal(memory.store[:start.size], twice, err_msg=str(way))
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+def test_disjoint_check_finds_overlaps_and_repeats():
+    src = np.array([0, 1, 2], dtype=np.int32)
+    assert kernels.check_disjoint(src, np.array([10, 11, 12], dtype=np.int32), 64) == (True, True)
+    assert kernels.check_disjoint(src, np.array([10, 2, 12], dtype=np.int32), 64) == (False, True)
+    assert kernels.check_disjoint(src, np.array([10, 11, 10], dtype=np.int32), 64) == (True, False)
+    assert kernels.check_disjoint(src, np.array([63, 1, 63], dtype=np.int64), 64) == (False, False)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+def test_compiled_loops_copy_bits_not_values():
+    """NaN payloads and half values pass through unchanged (the loops move raw words)."""
+    payloads = np.array([0x7FC00001, 0xFFC12345, 0x00000001, 0x7F800000], dtype=np.uint32)
+    view = np.zeros(8, dtype=np.uint32)
+    view[:4] = payloads
+    with small_chunks(1, "compiled") as w:
+        words = np.array([3, 2, 1, 0], dtype=np.int32)
+        np.testing.assert_array_equal(access.take_words(view.view(np.float32), words, w).view(np.uint32),
+                                      payloads[::-1])
+        halves = np.array([1.5, -0.0, np.inf, 65504], dtype=np.float16)
+        store = np.zeros(8, dtype=np.float16)
+        access.put_words(store, np.array([7, 6, 5, 4], dtype=np.int32), halves, w)
+        np.testing.assert_array_equal(store[4:].view(np.uint16), halves[::-1].view(np.uint16))

@@ -11,8 +11,9 @@ elements:
   overlapping window view of the store, one row copy per run instead of ``L`` element copies;
   a list of words made mostly of long runs (an exchange's receive side) is moved in blocks of
   64 or 16 words the same way, and the rest element by element;
-* **chunks** -- what has no such structure is gathered in chunks whose indices are widened to
-  ``intp`` once, which numpy's ``take`` and fancy assignment need;
+* **compiled loops** -- what has no such structure is moved by ``kernels`` (numba), which read
+  the int32 indices as they are; without numba, in chunks whose indices are widened to ``intp``
+  once, which numpy's ``take`` and fancy assignment need;
 * **threads** -- big copies are split over a few threads (numpy releases the GIL while it
   gathers and scatters); ``local.StepRunner`` also runs big batches as blocks of instances
   side by side.
@@ -32,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..launch import launched_by_mpi
+from . import kernels
 
 #: elements per chunk of an element-wise copy: big enough to amortise a call, small enough for cache
 CHUNK = 1 << 18
@@ -39,6 +41,14 @@ CHUNK = 1 << 18
 PARALLEL_MIN = 1 << 19
 #: shortest run worth a window copy (below it, one index per element is as fast)
 MIN_RUN = 8
+#: element lists at least this long go to the compiled loops (``kernels``); shorter ones stay with
+#: numpy, so that a small program never waits for numba to load
+KERNEL_MIN = 1 << 16
+
+
+def compiled(size: int) -> bool:
+    """Whether a list of ``size`` elements is moved by the compiled loops."""
+    return size >= KERNEL_MIN and kernels.available()
 
 
 def default_threads() -> int:
@@ -102,6 +112,11 @@ def _wide(words: np.ndarray) -> np.ndarray:
 
 def take_words(view: np.ndarray, words: np.ndarray, workers: Workers) -> np.ndarray:
     """``view[words]`` for a flat index array, in chunks (and threads when big)."""
+    if compiled(words.size):
+        words = np.ascontiguousarray(words)
+        out = np.empty(words.size, dtype=view.dtype)
+        workers.run(lambda chunk: kernels.gather(view, words, out, chunk.start, chunk.stop), words.size)
+        return out
     if words.size <= CHUNK:
         return np.take(view, _wide(words))
     out = np.empty(words.size, dtype=view.dtype)
@@ -114,7 +129,12 @@ def take_words(view: np.ndarray, words: np.ndarray, workers: Workers) -> np.ndar
 
 
 def put_words(view: np.ndarray, words: np.ndarray, values: np.ndarray, workers: Workers) -> None:
-    """``view[words] = values`` for flat arrays, in chunks (and threads when big)."""
+    """``view[words] = values`` for flat arrays, in chunks (and threads when big).  A word that
+    appears twice gets the later value."""
+    if compiled(words.size):  # in order, on one thread: a repeated word gets the later value
+        values = np.ascontiguousarray(values, dtype=view.dtype).reshape(-1)
+        kernels.scatter(view, np.ascontiguousarray(words), values, 0, words.size)
+        return
     if words.size <= CHUNK:
         view[_wide(words)] = values
         return
@@ -142,7 +162,6 @@ def window(view: np.ndarray, length: int) -> np.ndarray:
 BLOCK_RUNS = (64, 16)
 BLOCK_COVER = 0.8
 
-
 class WordList:
     """A flat list of word indices, read and written the fastest way its structure allows.
 
@@ -152,7 +171,7 @@ class WordList:
     """
 
     def __init__(self, words: np.ndarray) -> None:
-        self.words = words.reshape(-1)
+        self.words = np.ascontiguousarray(words).reshape(-1)
         self.size = self.words.size
         self.run = 0
         for run in BLOCK_RUNS:

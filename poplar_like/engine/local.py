@@ -17,7 +17,8 @@ import numpy as np
 from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
-from .access import PARALLEL_MIN, FieldAccess, WordList, Workers
+from . import kernels
+from .access import PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
 
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -29,7 +30,7 @@ class TileMemory:
         self.store = np.zeros(nbytes + (-nbytes) % 8, dtype=np.uint8)
         self._views: dict[str, np.ndarray] = {}
         self.workers = workers or Workers()
-        self._moves: dict[int, tuple[Moves, list[tuple[int, WordList, WordList]]]] = {}
+        self._moves: dict[int, tuple[Moves, list[Any]]] = {}
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
         key = str(np.dtype(dtype))
@@ -45,11 +46,24 @@ class TileMemory:
         destination is written, so a copy may overlap itself."""
         known = self._moves.get(id(moves))
         if known is None or known[0] is not moves:  # first use: find each list's fastest path
-            known = (moves, [(size, WordList(src), WordList(moves.dst[size])) for size, src in moves.src.items()])
+            known = (moves, [self._plan_moves(size, src, moves.dst[size]) for size, src in moves.src.items()])
             self._moves[id(moves)] = known
-        for size, src, dst in known[1]:
+        for size, one_pass, src, dst in known[1]:
             view = self.raw(size)
-            dst.put(view, src.take(view, self.workers), self.workers)
+            if one_pass:  # an exchange: sources and destinations apart, so copy in one pass
+                self.workers.run(lambda chunk: kernels.move(view, src, dst, chunk.start, chunk.stop), src.size)
+            else:
+                dst.put(view, src.take(view, self.workers), self.workers)
+
+    def _plan_moves(self, size: int, src: np.ndarray, dst: np.ndarray) -> tuple:
+        """(size, one pass?, sources, destinations): one pass from source to destination when the
+        compiled loop is there and no element is both read and written (or written twice)."""
+        if compiled(src.size):
+            src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
+            apart, unique = kernels.check_disjoint(src, dst, self.raw(size).size)
+            if apart and unique:
+                return size, True, src, dst
+        return size, False, WordList(src), WordList(dst)
 
 
 def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
