@@ -204,13 +204,19 @@ def move_lists(draw):
     """A copy ``store[dst] = store[src]``: an exchange (disjoint sides), one that overlaps itself, or
     one that writes a word twice, with 1, 2, 4 or 8-byte items."""
     itemsize = draw(st.sampled_from([1, 2, 4, 8]))
-    words = 300
+    words = 300  # the store has 8 * 300 bytes: room for every item size
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     count = draw(st.integers(0, 120))
-    kind = draw(st.sampled_from(["exchange", "overlapping", "repeated"]))
+    kind = draw(st.sampled_from(["exchange", "exchange in runs", "overlapping", "repeated"]))
     if kind == "exchange":  # senders' words in the low half, receive buffers in the high half
         src = rng.integers(0, words // 2, count)
         dst = words // 2 + rng.permutation(words // 2)[:count]
+    elif kind == "exchange in runs":  # runs of 1 to 20 words on both sides, some cut short
+        lengths = rng.integers(1, 21, 12)
+        src = np.concatenate([s + np.arange(n) for s, n in zip(rng.integers(0, words // 2 - 20, 12), lengths)])
+        src = src[:words // 2 - 10]
+        # receive buffers in order, with a few gaps: runs break on the receiving side too
+        dst = words // 2 + np.sort(rng.choice(words // 2, src.size, replace=False))
     elif kind == "overlapping":
         src = rng.integers(0, words, count)
         dst = rng.permutation(words)[:count]

@@ -18,7 +18,7 @@ from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
 from . import kernels
-from .access import PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
+from .access import MIN_RUN, PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
 
 RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -50,20 +50,28 @@ class TileMemory:
             self._moves[id(moves)] = known
         for size, one_pass, src, dst in known[1]:
             view = self.raw(size)
-            if one_pass:  # an exchange: sources and destinations apart, so copy in one pass
-                self.workers.run(lambda chunk: kernels.move(view, src, dst, chunk.start, chunk.stop), src.size)
-            else:
+            if not one_pass:
                 dst.put(view, src.take(view, self.workers), self.workers)
+                continue
+            # an exchange: sources and destinations apart, so copy in one pass, runs as runs
+            run_src, run_dst, run_length = one_pass
+            if run_src.size:
+                self.workers.run(lambda chunk: kernels.move_runs(view, run_src, run_dst, run_length, chunk.start,
+                                                                 chunk.stop), run_src.size, MIN_RUN)
+            self.workers.run(lambda chunk: kernels.move(view, src, dst, chunk.start, chunk.stop), src.size)
 
     def _plan_moves(self, size: int, src: np.ndarray, dst: np.ndarray) -> tuple:
-        """(size, one pass?, sources, destinations): one pass from source to destination when the
-        compiled loop is there and no element is both read and written (or written twice)."""
+        """(size, one pass, sources, destinations).  One pass from source to destination when the
+        compiled loops are there and no element is both read and written (or written twice):
+        ``one_pass`` then holds the joint runs (first source, first destination, length) and
+        the lists the rest; else it is None and the lists are ``WordList``s."""
         if compiled(src.size):
             src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
             apart, unique = kernels.check_disjoint(src, dst, self.raw(size).size)
             if apart and unique:
-                return size, True, src, dst
-        return size, False, WordList(src), WordList(dst)
+                run_src, run_dst, run_length, src, dst = kernels.joint_runs(src, dst, MIN_RUN)
+                return size, (run_src, run_dst, run_length), src, dst
+        return size, None, WordList(src), WordList(dst)
 
 
 def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
