@@ -151,6 +151,10 @@ def test_copy_reads_every_source_before_writing(workers):
 def test_threads_setting(monkeypatch):
     monkeypatch.setenv("POPLAR_LIKE_THREADS", "3")
     assert access.default_threads() == 3
+    for wrong in ("0", "two", "-1"):
+        monkeypatch.setenv("POPLAR_LIKE_THREADS", wrong)
+        with pytest.raises(ValueError, match=f"POPLAR_LIKE_THREADS must be a positive whole number.*{wrong}"):
+            access.default_threads()
     monkeypatch.delenv("POPLAR_LIKE_THREADS")
     monkeypatch.setenv("PMI_SIZE", "64")
     monkeypatch.setenv("PMI_RANK", "1")
@@ -248,6 +252,21 @@ def test_moves_match_numpy_assignment(case):
             twice = expected.copy()
             twice.view(kernels.RAW[itemsize])[dst] = twice.view(kernels.RAW[itemsize])[src]
             np.testing.assert_array_equal(memory.store[:start.size], twice, err_msg=str(way))
+
+
+def test_kernels_setting(monkeypatch):
+    try:
+        for value, expected in (("numpy", False), ("NumPy", False), ("", kernels._loops() is not None)):
+            monkeypatch.setenv("POPLAR_LIKE_KERNELS", value)
+            kernels.available.cache_clear()
+            assert kernels.available() is expected
+        monkeypatch.setenv("POPLAR_LIKE_KERNELS", "fortran")
+        kernels.available.cache_clear()
+        with pytest.raises(ValueError, match="POPLAR_LIKE_KERNELS must be 'numba' or 'numpy', got 'fortran'"):
+            kernels.available()
+    finally:
+        monkeypatch.undo()
+        kernels.available.cache_clear()
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")

@@ -54,8 +54,10 @@ def compiled(size: int) -> bool:
 def default_threads() -> int:
     """Threads for element copies: ``POPLAR_LIKE_THREADS`` if set, else the cores this process may
     use divided among the MPI ranks on this machine (at most 8)."""
-    setting = os.environ.get("POPLAR_LIKE_THREADS", "")
-    if setting.isdigit() and int(setting) > 0:
+    setting = os.environ.get("POPLAR_LIKE_THREADS", "").strip()
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise ValueError(f"POPLAR_LIKE_THREADS must be a positive whole number of threads, got {setting!r}")
         return int(setting)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     ranks = 1

@@ -38,10 +38,12 @@ def raw(array: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def available() -> bool:
-    """Whether the compiled loops can be used here (numba imports, and no one asked for numpy)."""
-    if os.environ.get("POPLAR_LIKE_KERNELS", "").lower() == "numpy":
-        return False
-    return _loops() is not None
+    """Whether the compiled loops can be used here: numba imports, and ``POPLAR_LIKE_KERNELS`` is
+    unset or ``numba`` (``numpy`` asks for numpy's indexing)."""
+    setting = os.environ.get("POPLAR_LIKE_KERNELS", "").strip().lower()
+    if setting not in ("", "numba", "numpy"):
+        raise ValueError(f"POPLAR_LIKE_KERNELS must be 'numba' or 'numpy', got {setting!r}")
+    return setting != "numpy" and _loops() is not None
 
 
 # The loops, as plain Python (numba compiles them in ``_loops``; they also run as they are).
