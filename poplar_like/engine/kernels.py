@@ -5,7 +5,8 @@ widens every int32 index to ``intp`` first, and a copy from one place in the sto
 goes through a temporary.  ResNet-50 inference moves 257 million elements in exchanges, so those
 copies were half of its run time.  A compiled loop reads the int32 indices as they are and copies
 an exchange in one pass from source to destination, the stretches where both sides are runs of
-consecutive words as slices (0.47 s -> 0.26 s an inference on 2 cores).  Fields that lie in runs
+consecutive words as slices (0.47 s -> 0.26 s an inference on 2 cores), reading the executable's
+own index arrays (only where the runs start is stored beside them).  Fields that lie in runs
 stay with numpy's window copies (``access``), which are as fast there.
 
 Every loop works on raw unsigned views (1, 2, 4 or 8-byte items), so a copy is bit-exact whatever
@@ -67,12 +68,19 @@ def _move(view, src, dst, lo, hi):
         view[dst[i]] = view[src[i]]
 
 
-def _move_runs(view, src, dst, length, lo, hi):
-    """Runs ``lo <= r < hi``: ``view[dst[r]:dst[r] + length[r]] = view[src[r]:src[r] + length[r]]``
-    (the parts of an exchange where both sides are consecutive words: no index per element)."""
+def _move_mixed(view, src, dst, start, length, lo, hi):
+    """Long runs ``lo <= r < hi`` of a move list, each after the stretch that precedes it: that
+    stretch element by element, then ``view[dst[start[r]]:... + length[r]] = view[src[start[r]]:...]``
+    as one slice (no index per element).  The last entry is a sentinel (the list's size, length
+    0) so that the list's tail is the stretch before it."""
     for r in range(lo, hi):
-        a, b, n = src[r], dst[r], length[r]
-        view[b:b + n] = view[a:a + n]
+        begin = start[r - 1] + length[r - 1] if r > 0 else 0
+        for i in range(begin, start[r]):
+            view[dst[i]] = view[src[i]]
+        n = length[r]
+        if n:
+            a, b = src[start[r]], dst[start[r]]
+            view[b:b + n] = view[a:a + n]
 
 
 def _marks(src, dst, bits):
@@ -102,7 +110,7 @@ def _loops() -> SimpleNamespace | None:
         return None
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move=jit(_move),
-                           move_runs=jit(_move_runs), marks=jit(_marks))
+                           move_mixed=jit(_move_mixed), marks=jit(_marks))
 
 
 def gather(view: np.ndarray, words: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
@@ -117,25 +125,24 @@ def move(view: np.ndarray, src: np.ndarray, dst: np.ndarray, lo: int, hi: int) -
     _loops().move(raw(view), src, dst, lo, hi)
 
 
-def move_runs(view: np.ndarray, src: np.ndarray, dst: np.ndarray, length: np.ndarray, lo: int, hi: int) -> None:
-    _loops().move_runs(raw(view), src, dst, length, lo, hi)
+def move_mixed(view: np.ndarray, src: np.ndarray, dst: np.ndarray, start: np.ndarray, length: np.ndarray,
+               lo: int, hi: int) -> None:
+    _loops().move_mixed(raw(view), src, dst, start, length, lo, hi)
 
 
-def joint_runs(src: np.ndarray, dst: np.ndarray, shortest: int) -> tuple[np.ndarray, ...]:
-    """Cut a move list into the runs of at least ``shortest`` elements where both sides step by
-    one word (first source, first destination, length of each) and the rest, element by element
-    (sources, destinations)."""
+def long_runs(src: np.ndarray, dst: np.ndarray, shortest: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where a move list has runs of at least ``shortest`` elements in which both sides step by one
+    word: (position of each run's first element, its length), ending with the sentinel
+    (``src.size``, 0) that :func:`move_mixed` expects.  Only these are stored: the list itself
+    stays the executable's."""
+    kind = np.int32 if src.size < 2**31 else np.int64
     if src.size == 0:
-        empty = src[:0]
-        return empty, dst[:0], empty, empty, dst[:0]
+        return np.zeros(1, dtype=kind), np.zeros(1, dtype=kind)
     breaks = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
     starts = np.concatenate([[0], breaks])
     lengths = np.diff(np.append(starts, src.size))
     long = lengths >= shortest
-    kind = np.int32 if src.size < 2**31 else np.int64
-    in_long = np.repeat(long, lengths)
-    return (src[starts[long]], dst[starts[long]], lengths[long].astype(kind),
-            np.ascontiguousarray(src[~in_long]), np.ascontiguousarray(dst[~in_long]))
+    return (np.append(starts[long], src.size).astype(kind), np.append(lengths[long], 0).astype(kind))
 
 
 def check_disjoint(src: np.ndarray, dst: np.ndarray, words: int) -> tuple[bool, bool]:

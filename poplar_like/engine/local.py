@@ -53,24 +53,21 @@ class TileMemory:
             if not one_pass:
                 dst.put(view, src.take(view, self.workers), self.workers)
                 continue
-            # an exchange: sources and destinations apart, so copy in one pass, runs as runs
-            run_src, run_dst, run_length = one_pass
-            if run_src.size:
-                self.workers.run(lambda chunk: kernels.move_runs(view, run_src, run_dst, run_length, chunk.start,
-                                                                 chunk.stop), run_src.size, MIN_RUN)
-            self.workers.run(lambda chunk: kernels.move(view, src, dst, chunk.start, chunk.stop), src.size)
+            # an exchange: sources and destinations apart, so copy in one pass, runs as slices
+            start, length = one_pass
+            self.workers.run(lambda chunk: kernels.move_mixed(view, src, dst, start, length, chunk.start,
+                                                              chunk.stop), start.size, max(1, src.size // start.size))
 
     def _plan_moves(self, size: int, src: np.ndarray, dst: np.ndarray) -> tuple:
         """(size, one pass, sources, destinations).  One pass from source to destination when the
         compiled loops are there and no element is both read and written (or written twice):
-        ``one_pass`` then holds the joint runs (first source, first destination, length) and
-        the lists the rest; else it is None and the lists are ``WordList``s."""
+        ``one_pass`` then holds where the runs of both sides start and how long they are
+        (``kernels.long_runs``); else it is None and the lists are ``WordList``s."""
         if compiled(src.size):
             src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
             apart, unique = kernels.check_disjoint(src, dst, self.raw(size).size)
             if apart and unique:
-                run_src, run_dst, run_length, src, dst = kernels.joint_runs(src, dst, MIN_RUN)
-                return size, (run_src, run_dst, run_length), src, dst
+                return size, kernels.long_runs(src, dst, MIN_RUN), src, dst
         return size, None, WordList(src), WordList(dst)
 
 
