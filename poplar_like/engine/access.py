@@ -164,6 +164,7 @@ def window(view: np.ndarray, length: int) -> np.ndarray:
 BLOCK_RUNS = (64, 16)
 BLOCK_COVER = 0.8
 
+
 class WordList:
     """A flat list of word indices, read and written the fastest way its structure allows.
 

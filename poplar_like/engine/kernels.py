@@ -61,18 +61,12 @@ def _scatter(view, words, values, lo, hi):
         view[words[i]] = values[i]
 
 
-def _move(view, src, dst, lo, hi):
-    """``view[dst[i]] = view[src[i]]`` for ``lo <= i < hi``: one pass, no temporary.  Only for lists
-    whose sources and destinations are disjoint and whose destinations do not repeat."""
-    for i in range(lo, hi):
-        view[dst[i]] = view[src[i]]
-
-
 def _move_mixed(view, src, dst, start, length, lo, hi):
     """Long runs ``lo <= r < hi`` of a move list, each after the stretch that precedes it: that
     stretch element by element, then ``view[dst[start[r]]:... + length[r]] = view[src[start[r]]:...]``
     as one slice (no index per element).  The last entry is a sentinel (the list's size, length
-    0) so that the list's tail is the stretch before it."""
+    0) so that the list's tail is the stretch before it.  One pass, no temporary: only for lists
+    whose sources and destinations are disjoint and whose destinations do not repeat."""
     for r in range(lo, hi):
         begin = start[r - 1] + length[r - 1] if r > 0 else 0
         for i in range(begin, start[r]):
@@ -109,8 +103,8 @@ def _loops() -> SimpleNamespace | None:
     except ImportError:  # pragma: no cover - numba is a dependency; this is for Pythons it lacks
         return None
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-    return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move=jit(_move),
-                           move_mixed=jit(_move_mixed), marks=jit(_marks))
+    return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move_mixed=jit(_move_mixed),
+                           marks=jit(_marks))
 
 
 def gather(view: np.ndarray, words: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
@@ -119,10 +113,6 @@ def gather(view: np.ndarray, words: np.ndarray, out: np.ndarray, lo: int, hi: in
 
 def scatter(view: np.ndarray, words: np.ndarray, values: np.ndarray, lo: int, hi: int) -> None:
     _loops().scatter(raw(view), words, raw(values), lo, hi)
-
-
-def move(view: np.ndarray, src: np.ndarray, dst: np.ndarray, lo: int, hi: int) -> None:
-    _loops().move(raw(view), src, dst, lo, hi)
 
 
 def move_mixed(view: np.ndarray, src: np.ndarray, dst: np.ndarray, start: np.ndarray, length: np.ndarray,
