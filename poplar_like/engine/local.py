@@ -19,8 +19,7 @@ from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
 from . import kernels
 from .access import MIN_RUN, PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
-
-RAW = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+from .kernels import RAW
 
 
 class TileMemory:
