@@ -53,3 +53,22 @@ from hypothesis import settings as _settings  # noqa: E402
 _settings.register_profile("mpi", derandomize=True, database=None, print_blob=False)
 if os.environ.get("POPLAR_LIKE_HYPOTHESIS_PROFILE"):
     _settings.load_profile(os.environ["POPLAR_LIKE_HYPOTHESIS_PROFILE"])
+
+
+# A network test leaves gigabytes in glibc's heap when it ends (poplar_like keeps freed memory
+# for reuse: arrays.reuse_freed_memory), and the next one then grows the process further: the
+# full-size tests, run in one pytest process, ran out of a 24 GB machine's memory at the fifth.
+# After each such test the freed memory goes back to the system.
+import gc  # noqa: E402
+
+from poplar_like.arrays import release_freed_memory  # noqa: E402
+
+_NETWORK_MODULES = ("test_models", "test_examples")
+
+
+@pytest.fixture(autouse=True)
+def _hand_back_memory(request: pytest.FixtureRequest):
+    yield
+    if request.node.get_closest_marker("slow") or request.node.module.__name__.endswith(_NETWORK_MODULES):
+        gc.collect()
+        release_freed_memory()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -151,6 +151,11 @@ class Graph:
         #: what the op library (poplar_like.ops) built: one plain dict per op call, in order (name,
         #: kind, plan, compute sets, temporaries...); carried into the executable and the profile
         self.op_records: list[dict] = []
+        #: what the op library shares between op calls of this graph (one zero constant a tile,
+        #: per-tile copies of a scalar...), by key.  Kept here, not in a module-level table keyed
+        #: by graph: those values are tensors, which hold their graph, so such a table kept every
+        #: graph alive for the life of the process (gigabytes for a network)
+        self.op_cache: dict[str, Any] = {}
         self._num_elements = 0
         # tile of every element; int16 while tile numbers fit (a 16-IPU ipu2 has 23,552 tiles)
         self._tile_dtype = np.int16 if target.num_tiles < 2 ** 15 else np.int32

@@ -16,7 +16,6 @@ Conventions of ``poplar_like.ops`` (PopLibs style):
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,10 +53,6 @@ def release(prog: Sequence, temporaries: list[Tensor]) -> None:
         prog.add(WriteUndef(t))
 
 
-# Per graph, the tile where the next linearly mapped variable starts.
-_next_start: weakref.WeakKeyDictionary[Graph, int] = weakref.WeakKeyDictionary()
-
-
 def linear_variable(graph: Graph, dtype: object, shape: tuple[int, ...], name: str) -> Tensor:
     """A new variable spread evenly over the tiles (PopLibs' mapTensorLinearly).
 
@@ -67,9 +62,9 @@ def linear_variable(graph: Graph, dtype: object, shape: tuple[int, ...], name: s
     exchange code that fetches from them.
     """
     t = graph.add_variable(as_dtype(dtype), shape, name)
-    start = _next_start.get(graph, 0)
+    start = graph.op_cache.get("linear_variable.next_start", 0)
     used = map_tensor_linearly(graph, t, offset=start)
-    _next_start[graph] = (start + used) % graph.target.num_tiles
+    graph.op_cache["linear_variable.next_start"] = (start + used) % graph.target.num_tiles
     return t
 
 

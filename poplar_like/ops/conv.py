@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -382,12 +381,9 @@ def _axes(*sizes: int) -> list[np.ndarray]:
 
 
 # ============================================================================ helpers
-_ZEROS: "weakref.WeakKeyDictionary[Graph, dict]" = weakref.WeakKeyDictionary()
-
-
 def tile_zeros(graph: Graph, dtype: np.dtype) -> Tensor:
     """A constant ``(num_tiles,)`` of zeros, element ``t`` on tile ``t``; one per graph and type."""
-    per_graph = _ZEROS.setdefault(graph, {})
+    per_graph = graph.op_cache.setdefault("conv.tile_zeros", {})
     if dtype not in per_graph:
         T = graph.target.num_tiles
         zeros = graph.add_constant(dtype, (T,), 0, f"conv/zeros_{poplar_name(dtype)}")

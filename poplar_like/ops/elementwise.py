@@ -12,7 +12,6 @@ broadcast once to every tile, so ops reading it do not each make its tile talk t
 from __future__ import annotations
 
 import functools
-import weakref
 
 import numpy as np
 
@@ -112,10 +111,6 @@ def release_together(prog: Sequence, temporaries: list[Tensor]) -> None:
     release(prog, [parts[0] if len(parts) == 1 else concat(parts) for parts in by_dtype.values()])
 
 
-# graph -> [(sequence, scalar's element id, per-tile copy)]: see per_tile_copy
-_PER_TILE: "weakref.WeakKeyDictionary[Graph, list]" = weakref.WeakKeyDictionary()
-
-
 def per_tile_copy(graph: Graph, scalar: Tensor, prog: Sequence, name: str) -> tuple[Tensor, bool]:
     """A (num_tiles,) variable holding ``scalar``'s value on every tile, refreshed in ``prog``.
 
@@ -125,14 +120,15 @@ def per_tile_copy(graph: Graph, scalar: Tensor, prog: Sequence, name: str) -> tu
     read their tile's copy.  Returns the copies and whether this call created them.
     """
     element = int(scalar.flat_ids()[0])
-    for seq, elem, copies in _PER_TILE.setdefault(graph, []):
+    known = graph.op_cache.setdefault("elementwise.per_tile_copy", [])  # (sequence, scalar id, copies)
+    for seq, elem, copies in known:
         if seq is prog and elem == element:
             return copies, False
     tiles = graph.target.num_tiles
     copies = graph.add_variable(scalar.dtype, (tiles,), name)
     graph.set_tile_mapping(copies, np.arange(tiles, dtype=np.int32))
     prog.add(Copy(scalar.flatten()[np.zeros(tiles, dtype=np.int64)], copies))
-    _PER_TILE[graph].append((prog, element, copies))
+    known.append((prog, element, copies))
     return copies, True
 
 

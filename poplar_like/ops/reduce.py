@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence as SequenceT
 
@@ -139,17 +138,13 @@ def rows_per_vertex(target: Target, length: int, busiest_rows: int, itemsize: in
     return int(min(max(share, fewest), most))
 
 
-# graph -> {digest of (counts, tiles): constant}; see _counts_constant
-_COUNTS: "weakref.WeakKeyDictionary[Graph, dict[bytes, Tensor]]" = weakref.WeakKeyDictionary()
-
-
 def _counts_constant(graph: Graph, counts: np.ndarray, tiles: np.ndarray, name: str) -> Tensor:
     """The UNSIGNED_INT constant of row counts, mapped to ``tiles``; reductions with the same rows
     (a batch norm's mean and variance, repeated layers of one shape) share one constant."""
     counts = counts.astype(UNSIGNED_INT)
     tiles = tiles.astype(np.int32)
     key = hashlib.sha256(counts.tobytes() + b"|" + tiles.tobytes()).digest()
-    known = _COUNTS.setdefault(graph, {})
+    known = graph.op_cache.setdefault("reduce.counts", {})  # digest of (counts, tiles) -> constant
     if key not in known:
         t = graph.add_constant(UNSIGNED_INT, (counts.size,), counts, name)
         graph.set_tile_mapping(t, tiles)
