@@ -279,6 +279,26 @@ def test_disjoint_check_finds_overlaps_and_repeats():
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+def test_disjoint_check_leaves_a_shared_bitmap_clear():
+    bits = np.zeros(8, dtype=np.uint8)
+    src = np.array([0, 1, 2], dtype=np.int32)
+    for dst, expected in (([10, 2, 12], (False, True)), ([10, 11, 10], (True, False)), ([40, 41], (True, True)),
+                          ([63, 5, 63], (True, False))):
+        assert kernels.check_disjoint(src, np.array(dst, dtype=np.int32), 64, bits) == expected
+        assert not bits.any()
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+@settings(max_examples=100, deadline=None)
+@given(case=move_lists(), shortest=st.sampled_from([1, 2, 8]))
+def test_compiled_long_runs_match_numpy(case, shortest):
+    _, src, dst = case
+    for a, b in zip(kernels.long_runs(src, dst, shortest), kernels.long_runs_numpy(src, dst, shortest), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 def test_compiled_loops_copy_bits_not_values():
     """NaN payloads and half values pass through unchanged (the loops move raw words)."""
     payloads = np.array([0x7FC00001, 0xFFC12345, 0x00000001, 0x7F800000], dtype=np.uint32)
