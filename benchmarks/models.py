@@ -1,7 +1,8 @@
 """Model benchmark: ResNet-50 inference, batch 1, ipu2, in the emulator and in PyTorch, in one run.
 
 Prints the emulator's compile time and wall time per inference, PyTorch's (CPU, same machine,
-same process) wall time, their ratio (emulator / PyTorch) and peak RSS.  ``--table`` also builds
+same process, the two taking turns) wall time, their ratio (emulator / PyTorch), the lowest and
+highest ratio of one turn, and peak RSS.  ``--table`` also builds
 the three networks and prints the rows of docs/models.md.
 
     python benchmarks/models.py [--runs 3] [--table] [--json FILE]

@@ -279,16 +279,6 @@ def test_disjoint_check_finds_overlaps_and_repeats():
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
-def test_disjoint_check_leaves_a_shared_bitmap_clear():
-    bits = np.zeros(8, dtype=np.uint8)
-    src = np.array([0, 1, 2], dtype=np.int32)
-    for dst, expected in (([10, 2, 12], (False, True)), ([10, 11, 10], (True, False)), ([40, 41], (True, True)),
-                          ([63, 5, 63], (True, False))):
-        assert kernels.check_disjoint(src, np.array(dst, dtype=np.int32), 64, bits) == expected
-        assert not bits.any()
-
-
-@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 @settings(max_examples=100, deadline=None)
 @given(case=move_lists(), shortest=st.sampled_from([1, 2, 8]))
 def test_compiled_long_runs_match_numpy(case, shortest):

@@ -79,8 +79,7 @@ def _move_mixed(view, src, dst, start, length, lo, hi):
 
 def _marks(src, dst, bits):
     """(whether a source is also a destination, whether a destination repeats), with a bit per
-    word of the store (all clear on entry, and again on return: the bytes it set are cleared, so
-    one bitmap serves every list of a store)."""
+    word of the store (all clear on entry)."""
     repeated = False
     for i in range(dst.size):
         word = dst[i]
@@ -94,8 +93,6 @@ def _marks(src, dst, bits):
         if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
             overlap = True
             break
-    for i in range(dst.size):
-        bits[dst[i] >> 3] = 0
     return overlap, repeated
 
 
@@ -145,7 +142,8 @@ def long_runs(src: np.ndarray, dst: np.ndarray, shortest: int) -> tuple[np.ndarr
     """Where a move list has runs of at least ``shortest`` elements in which both sides step by one
     word: (position of each run's first element, its length), ending with the sentinel
     (``src.size``, 0) that :func:`move_mixed` expects.  Only these are stored: the list itself
-    stays the executable's.  One compiled pass (:func:`long_runs_numpy` is the same in numpy)."""
+    stays the executable's.  One compiled pass: for ResNet-50's 255 million exchange elements,
+    0.25-0.3 s on the first run against 0.6-0.8 s for :func:`long_runs_numpy`, its reference."""
     kind = np.int32 if src.size < 2**31 else np.int64
     most = src.size // max(int(shortest), 1) + 2
     starts, lengths = np.empty(most, dtype=kind), np.empty(most, dtype=kind)
@@ -165,15 +163,10 @@ def long_runs_numpy(src: np.ndarray, dst: np.ndarray, shortest: int) -> tuple[np
     return (np.append(starts[long], src.size).astype(kind), np.append(lengths[long], 0).astype(kind))
 
 
-def check_disjoint(src: np.ndarray, dst: np.ndarray, words: int,
-                   bits: np.ndarray | None = None) -> tuple[bool, bool]:
+def check_disjoint(src: np.ndarray, dst: np.ndarray, words: int) -> tuple[bool, bool]:
     """For a copy ``store[dst] = store[src]`` over a store of ``words`` items: (no source is also
     a destination, no destination repeats).  Both must hold for a one-pass copy split over threads
-    to give what reading every source first and then writing in order gives.  ``bits``: a clear
-    bitmap of at least ``words`` bits to use (and leave clear), instead of a new one: an engine
-    checks every exchange of its executable, and a new bitmap of the whole store each time cost
-    more than the checks (0.6 of 1.5 s on ResNet-50)."""
-    if bits is None or bits.size < (words + 7) // 8:
-        bits = np.zeros((words + 7) // 8, dtype=np.uint8)
+    to give what reading every source first and then writing in order gives."""
+    bits = np.zeros((words + 7) // 8, dtype=np.uint8)
     overlap, repeated = _loops().marks(src, dst, bits)
     return not overlap, not repeated

@@ -30,7 +30,6 @@ class TileMemory:
         self._views: dict[str, np.ndarray] = {}
         self.workers = workers or Workers()
         self._moves: dict[int, tuple[Moves, list[Any]]] = {}
-        self._bits: np.ndarray | None = None  # kernels.check_disjoint's bitmap, kept clear between uses
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
         key = str(np.dtype(dtype))
@@ -65,9 +64,7 @@ class TileMemory:
         (``kernels.long_runs``); else it is None and the lists are ``WordList``s."""
         if compiled(src.size):
             src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
-            if self._bits is None:
-                self._bits = np.zeros((self.store.size + 7) // 8, dtype=np.uint8)  # a bit per byte
-            apart, unique = kernels.check_disjoint(src, dst, self.raw(size).size, self._bits)
+            apart, unique = kernels.check_disjoint(src, dst, self.raw(size).size)
             if apart and unique:
                 return size, kernels.long_runs(src, dst, MIN_RUN), src, dst
         return size, None, WordList(src), WordList(dst)
