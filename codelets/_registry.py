@@ -30,10 +30,11 @@ _ALL: dict[str, type[Vertex]] = {}
 
 def make_codelet(module: str, name: str, base: type[Vertex], fields: dict[str, Field],
                  compute: Callable[..., Any], cycles: Callable[..., Any], code_size: int,
-                 doc: str) -> type[Vertex]:
+                 doc: str, in_place: Callable[..., bool] | None = None) -> type[Vertex]:
     """Create codelet class ``name`` and register it as attribute ``name`` of ``module``.
 
     ``fields`` must hold fresh :class:`Field` objects (a field remembers its owner class).
+    ``in_place`` is the codelet's optional compiled fast path (``poplar_like.codelet``).
     Registering twice under one name is a bug in the generator, so it raises.
     """
     mod = sys.modules[module]
@@ -41,7 +42,7 @@ def make_codelet(module: str, name: str, base: type[Vertex], fields: dict[str, F
         raise RuntimeError(f"codelet {module}:{name} is generated twice")
     namespace: dict[str, Any] = dict(fields)
     namespace.update(compute=compute, cycles=cycles, code_size=int(code_size), __doc__=doc,
-                     __module__=module, __qualname__=name)
+                     __module__=module, __qualname__=name, in_place=in_place)
     cls = type(name, (base,), namespace)
     setattr(mod, name, cls)
     _ALL[cls.path()] = cls

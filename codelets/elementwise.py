@@ -29,11 +29,15 @@ from poplar_like.dtypes import BOOL, FLOAT, HALF, INT, UNSIGNED_INT, as_dtype, p
 from poplar_like.errors import DTypeError, UnknownCodeletError
 
 from . import costs
+from ._in_place import elementwise_in_place
 from ._registry import check_same_length, compute_view, make_codelet, suffix
 
 _FLOATS = (FLOAT, HALF)
 _SIGNED = (FLOAT, HALF, INT)
 _NUMERIC = (FLOAT, HALF, INT, UNSIGNED_INT)
+#: (op, type) -> the compiled kernel that runs it in place (``_in_place``): the ones a network
+#: runs on every activation
+IN_PLACE_KERNELS = {("relu", FLOAT): "relu", ("add", FLOAT): "add"}
 
 
 @dataclass(frozen=True)
@@ -128,9 +132,14 @@ def _build_unary(op: Op, dt: np.dtype) -> type[Vertex]:
     def cycles(inp_length):
         return costs.unary_cycles(op.name, inp_length, dt)
 
+    def check(**vectors):
+        check_same_length(name, **vectors)
+
     fields = {"inp": Input(Vector(dt)), "out": Output(Vector(op.result_dtype(dt)))}
+    kernel = IN_PLACE_KERNELS.get((op.name, dt))
+    in_place = elementwise_in_place(kernel, ("inp",), "out", check) if kernel else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, op.code_size,
-                        f"``out = {op.name}(inp)`` elementwise on {poplar_name(dt)} vectors.")
+                        f"``out = {op.name}(inp)`` elementwise on {poplar_name(dt)} vectors.", in_place)
 
 
 def _build_unary_inplace(op: Op, dt: np.dtype) -> type[Vertex]:
@@ -157,11 +166,16 @@ def _build_binary(op: Op, dt: np.dtype) -> type[Vertex]:
     def cycles(a_length):
         return costs.binary_cycles(op.name, a_length, dt)
 
+    def check(**vectors):
+        check_same_length(name, **vectors)
+
     fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)),
               "out": Output(Vector(op.result_dtype(dt)))}
+    kernel = IN_PLACE_KERNELS.get((op.name, dt))
+    in_place = elementwise_in_place(kernel, ("a", "b"), "out", check) if kernel else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, op.code_size,
                         f"``out = {op.name}(a, b)`` elementwise on equal-length "
-                        f"{poplar_name(dt)} vectors.")
+                        f"{poplar_name(dt)} vectors.", in_place)
 
 
 def _build_binary_inplace(op: Op, dt: np.dtype) -> type[Vertex]:

@@ -21,6 +21,8 @@ length is non-zero the lengths fix the shape (m*m = |a| * |out| / |b|), but bloc
 dimension can differ, so compute groups instances by distinct (m, k, n) and runs one batched
 ``np.matmul`` per group: the Python loop is over shapes, never over instances.  ``np.matmul`` calls
 BLAS once per matrix, so an instance's result does not depend on which instances share its batch.
+The float variant also runs in place (``codelets/_in_place.py``): the same BLAS product per
+instance, read from and written to tile memory without the batch-wide gather.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from poplar_like.codelet import Input, MultiVertex, Output, State, Vector, Verte
 from poplar_like.dtypes import FLOAT, HALF, UNSIGNED_INT, poplar_name
 
 from . import costs
+from ._in_place import matmul_in_place
 from ._registry import CodeletFamily, check_same_length, make_codelet, suffix
 
 
@@ -91,9 +94,13 @@ def _build_matmul(dt: np.dtype, out_dt: np.dtype) -> type[Vertex]:
 
     fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)), "out": Output(Vector(out_dt)),
               "m": State(UNSIGNED_INT), "k": State(UNSIGNED_INT), "n": State(UNSIGNED_INT)}
+    def check(m, k, n, a_length, b_length, out_length):
+        check_shapes(name, m, k, n, a_length, b_length, out_length)
+
+    in_place = matmul_in_place(check) if dt == out_dt == FLOAT else None
     return make_codelet(__name__, name, MultiVertex, fields, compute, cycles, 1536,
                         f"``out = a @ b`` for an m x k and a k x n {poplar_name(dt)} block, "
-                        f"summed into {poplar_name(out_dt)} partials on the AMP unit.")
+                        f"summed into {poplar_name(out_dt)} partials on the AMP unit.", in_place)
 
 
 Dot = CodeletFamily("Dot", _build_dot, [(FLOAT,), (HALF,)])

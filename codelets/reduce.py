@@ -13,6 +13,7 @@ Families (index by element type, e.g. ``ReduceSum[FLOAT]``):
 
 Half inputs are accumulated in float32 and the result is rounded once.  Float sums add the
 partials in list order (a fixed order, so every backend gives the same bits); integer sums wrap.
+``ReduceAdd[FLOAT]`` also runs in place (``codelets/_in_place.py``), adding in the same order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from poplar_like.codelet import Input, Output, Vector, VectorList, Vertex
 from poplar_like.dtypes import FLOAT, HALF, INT, UNSIGNED_INT, poplar_name
 
 from . import costs
+from ._in_place import reduce_add_in_place
 from ._registry import CodeletFamily, check_same_length, make_codelet, suffix
 
 _NUMERIC = (FLOAT, HALF, INT, UNSIGNED_INT)
@@ -108,10 +110,14 @@ def _build_reduce_add(src: np.dtype, dst: np.dtype) -> type[Vertex]:
     def cycles(partials_count, partials_length):
         return costs.reduce_add_cycles(partials_count, partials_length, src)
 
+    def check(**vectors):
+        check_same_length(name, **vectors)
+
     fields = {"partials": Input(VectorList(src)), "out": Output(Vector(dst))}
+    in_place = reduce_add_in_place(check) if src == dst == FLOAT else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, 256,
                         f"``out = sum(partials)`` over a list of {poplar_name(src)} vectors, "
-                        f"written as {poplar_name(dst)}.")
+                        f"written as {poplar_name(dst)}.", in_place)
 
 
 def _family(family: str, op: str, func: Callable[[np.ndarray], np.ndarray]) -> CodeletFamily:

@@ -12,6 +12,15 @@ A codelet declares its fields (edges to tensor regions, or scalar vertex state) 
   :class:`~poplar_like.target.Target`, as Poplar hands its perf estimators).  Omitting it is allowed only if every vertex gets a
   ``graph.set_perf_estimate``; a missing estimate is an error, never a silent zero.
 * ``code_size``: bytes of code on each tile that runs the codelet.
+* ``in_place`` (optional): a compiled fast path that runs a batch where its fields live in tile
+  memory, instead of the engine gathering every field into one array, calling ``compute`` and
+  scattering the outputs.  It is called as ``in_place(view, words)``: ``view(dtype)`` is the tile
+  memory as an array of that type, ``words`` maps each field name to its word indices in that
+  view, instance-major as ``compute`` would see the field.  It must compute exactly what
+  ``compute`` computes, bit for bit (NaN payloads aside: which NaN an operation on two NaNs gives
+  is the processor's choice; the tests hold the built-in ones to that), raise as
+  ``compute`` does on bad sizes, and return False, touching nothing, when it cannot run here
+  (its compiler is missing); the engine then takes the gather path.
 
 The same estimate functions are what the op planners use, so "one cost formula, used twice".
 """
@@ -132,6 +141,8 @@ class Vertex:
     multi_worker: bool = False
     compute: Callable[..., Any] | None = None
     cycles: Callable[..., Any] | None = None
+    #: Optional compiled fast path ``in_place(view, words) -> bool`` (see the module docstring).
+    in_place: Callable[..., bool] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -142,7 +153,7 @@ class Vertex:
             if isinstance(value, Field):
                 fields[name] = value
         cls.fields = fields
-        for name in ("compute", "cycles"):
+        for name in ("compute", "cycles", "in_place"):
             func = vars(cls).get(name)
             if isinstance(func, (staticmethod, classmethod)):
                 func = func.__func__

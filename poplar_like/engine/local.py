@@ -3,7 +3,9 @@
 Tile memory is one ``uint8`` array (the used part of each tile, concatenated) viewed as 1-, 2- and
 4-byte items.  Every operand was resolved to word indices at compile time, so a superstep is a
 handful of numpy gathers, one codelet call per batch, and scatters (``access`` finds the fast way
-to do each, once per batch).
+to do each, once per batch).  A codelet with a compiled ``in_place`` kernel (products and their
+reductions) skips the gather and the scatter: its kernel reads and writes the fields where they
+are.
 """
 
 from __future__ import annotations
@@ -77,18 +79,33 @@ def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
 
 @dataclass
 class PreparedBatch:
-    """A batch with the access path of each of its fields worked out (once, on first use)."""
+    """A batch and how it runs: in place by its codelet's compiled kernel, or gathered, with the
+    access path of each field worked out the first time it is gathered."""
 
     batch: BatchPlan
     codelet: type[Vertex]
-    fields: list[tuple[str, Field, FieldAccess]]
     workers: Workers  # the threads its field copies may use
+    in_place: bool  # the codelet's ``in_place`` kernel runs it (until it says it cannot)
+    _fields: list[tuple[str, Field, FieldAccess]] | None = None
 
     @classmethod
     def of(cls, batch: BatchPlan, codelet: type[Vertex], workers: Workers) -> "PreparedBatch":
-        fields = [(name, fld, FieldAccess(batch.state[name] if fld.direction == STATE else batch.fields[name]))
-                  for name, fld in codelet.fields.items()]
-        return cls(batch, codelet, fields, workers)
+        # The choice depends only on the codelet and this machine, never on the batch's size, so
+        # every backend runs an instance the same way (in-place kernels give compute's bits anyway).
+        return cls(batch, codelet, workers, codelet.in_place is not None and kernels.available())
+
+    def words(self) -> dict[str, np.ndarray]:
+        """Each field's word indices, instance-major (what ``in_place`` reads)."""
+        return {name: self.batch.state[name] if fld.direction == STATE else self.batch.fields[name]
+                for name, fld in self.codelet.fields.items()}
+
+    @property
+    def fields(self) -> list[tuple[str, Field, FieldAccess]]:
+        """(name, field, access path) of every field, analysed on first use."""
+        if self._fields is None:
+            self._fields = [(name, fld, FieldAccess(words)) for (name, words), fld
+                            in zip(self.words().items(), self.codelet.fields.values(), strict=True)]
+        return self._fields
 
 
 def rows_of(batch: BatchPlan, lo: int, hi: int) -> BatchPlan:
@@ -137,9 +154,18 @@ class StepRunner:
 
 
 def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> None:
-    """Gather a batch's fields, call the codelet once, scatter what it wrote."""
-    args: dict[str, np.ndarray] = {}
+    """Run a batch in place by its codelet's compiled kernel; else gather its fields, call the
+    codelet once and scatter what it wrote."""
     codelet = prepared.codelet
+    if prepared.in_place:
+        try:
+            done = codelet.in_place(memory.view, prepared.words())  # type: ignore[misc]
+        except Exception as exc:
+            raise _locate_failure(memory, prepared.batch, codelet, step_name, exc) from exc
+        if done:
+            return
+        prepared.in_place = False  # its compiler is missing here: gather from now on
+    args: dict[str, np.ndarray] = {}
     for name, fld, access in prepared.fields:
         array = access.read(memory.view(fld.type.dtype), prepared.workers)
         if fld.direction in (INPUT, STATE):

@@ -1,0 +1,241 @@
+"""The codelets' compiled in-place kernels (``codelets/_in_place.py``) against their vectorised
+``compute``: the same bits in every word of tile memory (NaN payloads aside), the same errors, and
+the engine's use of them (and its gather path where they cannot run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import codelets
+import poplar_like as pl
+from codelets import _in_place
+from poplar_like.codelet import INPUT, STATE
+from poplar_like.dtypes import FLOAT, UNSIGNED_INT
+from poplar_like.engine import kernels
+from poplar_like.errors import CodeletError
+
+from helpers import small_graph, variable
+
+IN_PLACE = [cls for cls in codelets.all_codelets() if cls.in_place is not None]
+
+pytestmark = pytest.mark.skipif(not kernels.available() or _in_place.kernels() is None,
+                                reason="numba (or the BLAS its np.dot needs) is not installed")
+
+
+def test_the_codelets_a_network_runs_most_have_kernels():
+    assert {cls.__name__ for cls in IN_PLACE} == {"MatMulPartial_float", "ReduceAdd_float", "Relu_float",
+                                                  "Add_float", "BnApply_float"}
+
+
+def _lay_out(arrays: dict[str, np.ndarray], seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A store of 4-byte words holding every field at distinct random words, with filler
+    between them; returns (store as uint32, each field's word indices)."""
+    rng = np.random.default_rng(seed)
+    total = sum(a.size for a in arrays.values())
+    store = rng.integers(0, 2**32, 2 * total + 5, dtype=np.uint64).astype(np.uint32)
+    free = rng.permutation(store.size)
+    words, used = {}, 0
+    for name, values in arrays.items():
+        words[name] = free[used:used + values.size].astype(np.int32).reshape(values.shape)
+        store[words[name]] = values.view(np.uint32)
+        used += values.size
+    return store, words
+
+
+def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tile memory after the gather path (compute on gathered arrays, outputs scattered) and after
+    ``in_place``, starting from the same memory."""
+    store, words = _lay_out(arrays, seed)
+    gathered = store.copy()
+    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
+    for name, fld in cls.fields.items():
+        if fld.direction in (INPUT, STATE):
+            args[name].flags.writeable = False
+    cls.compute(**args)
+    for name, fld in cls.fields.items():
+        if fld.writes:
+            gathered.view(fld.type.dtype)[words[name]] = args[name]
+    in_place = store.copy()
+    assert cls.in_place(in_place.view, words) is True
+    return gathered, in_place
+
+
+def assert_same_words(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Every word the same, except that a NaN may come out as another NaN: which NaN an operation
+    on two NaNs (or inf * 0) gives is the processor's choice, and numpy's own vector and scalar
+    loops already differ in it."""
+    differ = actual != expected
+    both_nan = np.isnan(actual.view(np.float32)) & np.isnan(expected.view(np.float32))
+    bad = np.flatnonzero(differ & ~both_nan)
+    assert bad.size == 0, f"{bad.size} words differ, first at {bad[:5]}: {actual[bad[:5]]} != {expected[bad[:5]]}"
+
+
+def _matmul_arrays(rng, count: int, m: int, k: int, n: int, specials: bool = False) -> dict[str, np.ndarray]:
+    a = rng.standard_normal((count, m * k)).astype(np.float32)
+    b = rng.standard_normal((count, k * n)).astype(np.float32)
+    if specials and a.size:
+        a.reshape(-1)[rng.integers(0, a.size, 2)] = [np.inf, np.nan]
+    return {"a": a, "b": b, "out": np.zeros((count, m * n), np.float32),
+            "m": np.full(count, m, UNSIGNED_INT), "k": np.full(count, k, UNSIGNED_INT),
+            "n": np.full(count, n, UNSIGNED_INT)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(0, 6), m=st.integers(0, 9), k=st.integers(0, 70), n=st.integers(0, 9),
+       specials=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_matmul_in_place_gives_compute_bits(count, m, k, n, specials, seed):
+    arrays = _matmul_arrays(np.random.default_rng(seed), count, m, k, n, specials)
+    gathered, in_place = _run_both(codelets.MatMulPartial[FLOAT], arrays, seed)
+    assert_same_words(in_place, gathered)
+
+
+def test_matmul_in_place_with_distinct_shapes_in_one_batch():
+    # With k = 0 the lengths no longer fix the shape: each instance has its own (m, n).
+    arrays = _matmul_arrays(np.random.default_rng(3), 3, 3, 0, 4)
+    arrays["m"] = np.array([3, 4, 2], UNSIGNED_INT)
+    arrays["n"] = np.array([4, 3, 6], UNSIGNED_INT)
+    arrays["out"][:] = 7.0  # an empty product writes zeros over whatever was there
+    gathered, in_place = _run_both(codelets.MatMulPartial[FLOAT], arrays)
+    assert_same_words(in_place, gathered)
+
+
+def test_a_real_sized_product_block_gives_compute_bits():
+    # a ResNet-50 cell: 49 x 64 times 64 x 32, blocked by BLAS
+    arrays = _matmul_arrays(np.random.default_rng(4), 8, 49, 64, 32)
+    gathered, in_place = _run_both(codelets.MatMulPartial[FLOAT], arrays)
+    assert_same_words(in_place, gathered)
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(0, 6), partials=st.integers(0, 6), length=st.integers(0, 40),
+       seed=st.integers(0, 2**32 - 1))
+def test_reduce_add_in_place_gives_compute_bits(count, partials, length, seed):
+    rng = np.random.default_rng(seed)
+    values = (rng.standard_normal((count, partials, length)) * 10.0 ** rng.integers(-8, 8, (count, partials, 1)))
+    arrays = {"partials": values.astype(np.float32), "out": np.zeros((count, length), np.float32)}
+    gathered, in_place = _run_both(codelets.ReduceAdd[FLOAT], arrays, seed)
+    assert_same_words(in_place, gathered)
+
+
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 3.4e38, -3.4e38],
+                    np.float32)
+
+
+def _floats(rng, shape) -> np.ndarray:
+    """Random float32 values spanning many magnitudes, with signed zeros, infinities, NaNs
+    (one with a payload) and subnormals among them."""
+    values = (rng.standard_normal(shape) * 10.0 ** rng.integers(-30, 30, shape)).astype(np.float32)
+    flat = values.reshape(-1)
+    if flat.size:
+        picks = rng.integers(0, flat.size, max(1, flat.size // 4))
+        flat[picks] = rng.choice(SPECIALS, picks.size)
+        flat.view(np.uint32)[picks[:1]] = 0x7FC01234  # a NaN with a payload
+    return values
+
+
+@settings(max_examples=40, deadline=None)
+@given(which=st.sampled_from(["Relu", "Add", "BnApply"]), count=st.integers(0, 6), length=st.integers(0, 40),
+       seed=st.integers(0, 2**32 - 1))
+def test_elementwise_in_place_gives_compute_bits(which, count, length, seed):
+    rng = np.random.default_rng(seed)
+    cls = {"Relu": codelets.unary("relu", FLOAT), "Add": codelets.binary("add", FLOAT),
+           "BnApply": codelets.nn.BnApply[FLOAT]}[which]
+    arrays = {name: _floats(rng, (count, length)) for name, fld in cls.fields.items() if not fld.writes}
+    arrays.update({name: np.zeros((count, length), np.float32) for name, fld in cls.fields.items() if fld.writes})
+    gathered, in_place = _run_both(cls, arrays, seed)
+    assert_same_words(in_place, gathered)
+
+
+@pytest.mark.parametrize("cls", IN_PLACE, ids=lambda cls: cls.__name__)
+def test_an_output_over_the_vertexs_own_input(cls):
+    # one vertex may write where it reads: out = a + b with out[i] the word of a[i + 1], say; the
+    # gather path reads every input first, and so must the kernel
+    rng = np.random.default_rng(7)
+    if cls is codelets.MatMulPartial[FLOAT]:
+        arrays = _matmul_arrays(rng, 3, 2, 2, 2)
+    elif cls is codelets.ReduceAdd[FLOAT]:
+        arrays = {"partials": _floats(rng, (3, 2, 4)), "out": np.zeros((3, 4), np.float32)}
+    else:
+        arrays = {name: _floats(rng, (3, 4)) for name, fld in cls.fields.items()}
+    store, words = _lay_out(arrays, 7)
+    first_input = next(name for name, fld in cls.fields.items() if fld.direction == INPUT)
+    inputs = words[first_input].reshape(3, -1)
+    words["out"] = np.ascontiguousarray(np.roll(inputs, -1, axis=1)[:, :words["out"].shape[1]])
+    gathered = store.copy()
+    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
+    cls.compute(**args)
+    gathered.view(np.float32)[words["out"]] = args["out"]
+    in_place = store.copy()
+    assert cls.in_place(in_place.view, words)
+    assert_same_words(in_place, gathered)
+
+
+def test_in_place_raises_what_compute_raises():
+    cls = codelets.MatMulPartial[FLOAT]
+    arrays = _matmul_arrays(np.random.default_rng(5), 3, 2, 3, 4)
+    arrays["k"] = np.array([3, 3, 4], UNSIGNED_INT)
+    store, words = _lay_out(arrays, 0)
+    with pytest.raises(ValueError, match=r"instance 2 .* m\*k = 8, but field a has length 6"):
+        cls.in_place(store.view, words)
+    reduce = codelets.ReduceAdd[FLOAT]
+    store, words = _lay_out({"partials": np.zeros((2, 3, 5), np.float32), "out": np.zeros((2, 4), np.float32)}, 0)
+    with pytest.raises(ValueError, match="partials has 5, out has 4"):
+        reduce.in_place(store.view, words)
+
+
+# ---------------------------------------------------------------- through the engine
+def _product_graph(k: int = 3):
+    """One MatMulPartial vertex on tile 1 (operands spread over both tiles) and one ReduceAdd."""
+    graph = small_graph(2)
+    a, b = variable(graph, "a", 2 * 3), variable(graph, "b", 3 * 4, shift=1)
+    out = variable(graph, "out", 2 * 4, tile=1)
+    total = variable(graph, "total", 4, tile=0)
+    cs = graph.add_compute_set("product")
+    graph.add_vertex(cs, codelets.MatMulPartial[FLOAT], {"a": a, "b": b, "out": out, "m": 2, "k": k, "n": 4},
+                     tile=1)
+    red = graph.add_compute_set("reduce")
+    graph.add_vertex(red, codelets.ReduceAdd[FLOAT], {"partials": out.reshape(2, 4), "out": total}, tile=0)
+    return graph, pl.Sequence([pl.Execute(cs), pl.Execute(red)]), (a, b, out, total)
+
+
+def _run_product(graph, prog, tensors):
+    a, b, out, total = tensors
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal(6).astype(np.float32), rng.standard_normal(12).astype(np.float32)
+    engine = pl.Engine(graph, prog)
+    engine.write_tensor(a, x)
+    engine.write_tensor(b, y)
+    engine.run()
+    product = x.reshape(2, 3) @ y.reshape(3, 4)
+    return engine, product, engine.read_tensor(out), engine.read_tensor(total)
+
+
+def test_the_engine_runs_them_in_place():
+    graph, prog, tensors = _product_graph()
+    engine, product, out, total = _run_product(graph, prog, tensors)
+    np.testing.assert_allclose(out.reshape(2, 4), product, rtol=1e-6)
+    np.testing.assert_array_equal(total, out[:4] + out[4:])
+    prepared = [p for blocks in engine.backend.steps._prepared.values() for batch in blocks for p in batch]
+    assert len(prepared) == 2 and all(p.in_place and p._fields is None for p in prepared)
+
+
+def test_without_the_kernels_the_engine_gathers_and_gets_the_same_bits(monkeypatch):
+    graph, prog, tensors = _product_graph()
+    _, _, fast_out, fast_total = _run_product(graph, prog, tensors)
+    monkeypatch.setattr(_in_place, "kernels", lambda: None)  # as where numba or scipy is missing
+    graph, prog, tensors = _product_graph()
+    engine, _, out, total = _run_product(graph, prog, tensors)
+    np.testing.assert_array_equal(out, fast_out)
+    np.testing.assert_array_equal(total, fast_total)
+    prepared = [p for blocks in engine.backend.steps._prepared.values() for batch in blocks for p in batch]
+    assert not any(p.in_place for p in prepared) and all(p._fields is not None for p in prepared)
+
+
+def test_a_bad_vertex_is_named_with_its_tile():
+    graph, prog, tensors = _product_graph(k=4)  # a has 6 elements, m*k = 8
+    with pytest.raises(CodeletError, match=r"MatMulPartial_float raised ValueError: .*m\*k = 8, but field a "
+                                           r"has length 6 .*compute set 'product', tile 1"):
+        _run_product(graph, prog, tensors)
