@@ -6,9 +6,10 @@ one array, call the vectorised ``compute``, scatter the outputs back.  For a pro
 array of ``a`` blocks and one of ``b`` blocks as big as everything the exchange has just brought
 in: ResNet-50's inference gathers 265 million product operand elements, writes them to memory
 once and reads them once more, and that was half of the time its products took.  A kernel here
-runs the same instances where their fields live: per instance it copies the operands from tile
-memory into a small scratch that stays in cache, computes, and writes the results to their
-words.  The gathered arrays are never made.
+runs the same instances where their fields live: an operand that lies in one run of words (a
+block of weights in its exchange buffer, a partial) is handed to BLAS as a view of tile memory,
+or read as a slice; the rest (im2col patches) is copied word by word into a small scratch that
+stays in cache.  The gathered arrays are never made.
 
 Every kernel reads all of an instance's inputs before it writes any of its outputs, as the
 gather path does: a vertex may write over what it reads (``out`` overlapping ``a``), while two
@@ -42,10 +43,47 @@ import numpy as np
 from poplar_like.dtypes import FLOAT, UNSIGNED_INT
 
 
-# The kernels, as plain Python (numba compiles them in ``kernels``; they also run as they are).
-def _matmul(view, a, b, out, m, k, n):
-    """``out[v] = a[v] @ b[v]`` for every instance ``v``: ``a``, ``b``, ``out`` are word indices
-    (instances, m*k / k*n / m*n) into ``view``; ``m``, ``k``, ``n`` per instance."""
+# The kernels, as plain Python.  ``kernels`` compiles them with numba; they call the helpers
+# ``_load``, ``_store``, ``_apart`` and ``_word`` by their module names, which it first rebinds
+# to compiled versions.
+#
+# Every field comes as its word indices (instances, ..., length) and ``starts`` (instances, ...):
+# where a vector of the field is one contiguous run of words, the first of them, else -1.  A run
+# is read or written as a slice, with no index per element (the engine works the starts out once).
+def _load_python(view, words, starts, at, buf, n):
+    """``buf[:n]`` = the vector ``at`` of a field (``at`` indexes ``words`` and ``starts``)."""
+    s = starts[at]
+    if s >= 0:
+        for e in range(n):
+            buf[e] = view[s + e]
+    else:
+        row = words[at]
+        for e in range(n):
+            buf[e] = view[row[e]]
+
+
+def _store_python(view, words, starts, at, buf, n):
+    """The vector ``at`` of a field = ``buf[:n]``."""
+    s = starts[at]
+    if s >= 0:
+        for e in range(n):
+            view[s + e] = buf[e]
+    else:
+        row = words[at]
+        for e in range(n):
+            view[row[e]] = buf[e]
+
+
+def _apart_python(first, first_len, second, second_len):
+    """Whether two runs of words (a start of -1: not a run, never aliased) do not overlap."""
+    return first < 0 or second < 0 or first + first_len <= second or second + second_len <= first
+
+
+def _matmul(view, a, a_starts, b, b_starts, out, out_starts, m, k, n):
+    """``out[v] = a[v] @ b[v]`` for every instance ``v`` (``a``, ``b``, ``out``: (instances,
+    m*k / k*n / m*n) word indices; ``m``, ``k``, ``n`` per instance).  An operand that is one
+    run of words goes to BLAS as a view of tile memory, so is the output when it overlaps
+    neither; the rest goes through a scratch block."""
     sa = np.empty(max(a.shape[1], 1), dtype=view.dtype)
     sb = np.empty(max(b.shape[1], 1), dtype=view.dtype)
     so = np.empty(max(out.shape[1], 1), dtype=view.dtype)
@@ -54,68 +92,91 @@ def _matmul(view, a, b, out, m, k, n):
         if rows == 0 or cols == 0:
             continue
         if inner == 0:  # an empty sum: numpy's matmul gives zeros
-            for e in range(rows * cols):
-                view[out[v, e]] = 0
+            so[:rows * cols] = 0
+            _store(view, out, out_starts, v, so, rows * cols)
             continue
-        for e in range(rows * inner):
-            sa[e] = view[a[v, e]]
-        for e in range(inner * cols):
-            sb[e] = view[b[v, e]]
-        product = so[:rows * cols].reshape(rows, cols)
-        np.dot(sa[:rows * inner].reshape(rows, inner), sb[:inner * cols].reshape(inner, cols), product)
-        for e in range(rows * cols):
-            view[out[v, e]] = so[e]
+        sa_, sb_, so_ = a_starts[v], b_starts[v], out_starts[v]
+        if sa_ >= 0:
+            lhs = view[sa_:sa_ + rows * inner].reshape(rows, inner)
+        else:
+            _load(view, a, a_starts, v, sa, rows * inner)
+            lhs = sa[:rows * inner].reshape(rows, inner)
+        if sb_ >= 0:
+            rhs = view[sb_:sb_ + inner * cols].reshape(inner, cols)
+        else:
+            _load(view, b, b_starts, v, sb, inner * cols)
+            rhs = sb[:inner * cols].reshape(inner, cols)
+        if so_ >= 0 and _apart(so_, rows * cols, sa_, rows * inner) and _apart(so_, rows * cols, sb_, inner * cols):
+            np.dot(lhs, rhs, view[so_:so_ + rows * cols].reshape(rows, cols))
+        else:
+            np.dot(lhs, rhs, so[:rows * cols].reshape(rows, cols))
+            _store(view, out, out_starts, v, so, rows * cols)
 
 
-def _reduce_add(view, partials, out):
-    """``out[v] = partials[v, 0] + partials[v, 1] + ...`` in that order, for every instance:
-    ``partials`` (instances, count, length) and ``out`` (instances, length) word indices."""
-    length = out.shape[1]
+def _reduce_add(view, partials, partials_starts, out, out_starts):
+    """``out[v] = partials[v, 0] + partials[v, 1] + ...`` in that order, for every instance
+    (``partials``: (instances, count, length) word indices, ``out``: (instances, length))."""
+    length, count = out.shape[1], partials.shape[1]
     acc = np.empty(max(length, 1), dtype=view.dtype)
     for v in range(out.shape[0]):
-        if partials.shape[1] == 0:
-            for e in range(length):
-                view[out[v, e]] = 0
-            continue
-        for e in range(length):
-            acc[e] = view[partials[v, 0, e]]
-        for j in range(1, partials.shape[1]):
-            for e in range(length):
-                acc[e] += view[partials[v, j, e]]
-        for e in range(length):
-            view[out[v, e]] = acc[e]
+        if count == 0:
+            acc[:length] = 0
+        else:
+            _load(view, partials[v], partials_starts[v], 0, acc, length)
+            for j in range(1, count):
+                s = partials_starts[v, j]
+                if s >= 0:
+                    for e in range(length):
+                        acc[e] += view[s + e]
+                else:
+                    row = partials[v, j]
+                    for e in range(length):
+                        acc[e] += view[row[e]]
+        _store(view, out, out_starts, v, acc, length)
 
 
-def _relu(view, inp, out):
+def _word_python(words, start, v, e):
+    """The word of element ``e`` of vector ``v``: by its run's start when it has one (a branch the
+    compiler hoists out of the loop over ``e``), else by its index."""
+    return start + e if start >= 0 else words[v, e]
+
+
+def _relu(view, inp, inp_starts, out, out_starts):
     """``out = max(inp, 0)`` as ``np.maximum`` gives it: a NaN stays as it is, -0.0 becomes 0.0."""
-    row = np.empty(max(out.shape[1], 1), dtype=view.dtype)
+    length = out.shape[1]
+    row = np.empty(max(length, 1), dtype=view.dtype)
     for v in range(out.shape[0]):
-        for e in range(out.shape[1]):
-            x = view[inp[v, e]]
+        si = inp_starts[v]
+        for e in range(length):
+            x = view[_word(inp, si, v, e)]
             row[e] = x if x > 0 or x != x else view.dtype.type(0)
-        for e in range(out.shape[1]):
-            view[out[v, e]] = row[e]
+        _store(view, out, out_starts, v, row, length)
 
 
-def _add(view, a, b, out):
+def _add(view, a, a_starts, b, b_starts, out, out_starts):
     """``out = a + b``."""
-    row = np.empty(max(out.shape[1], 1), dtype=view.dtype)
+    length = out.shape[1]
+    row = np.empty(max(length, 1), dtype=view.dtype)
     for v in range(out.shape[0]):
-        for e in range(out.shape[1]):
-            row[e] = view[a[v, e]] + view[b[v, e]]
-        for e in range(out.shape[1]):
-            view[out[v, e]] = row[e]
+        sa, sb = a_starts[v], b_starts[v]
+        for e in range(length):
+            row[e] = view[_word(a, sa, v, e)] + view[_word(b, sb, v, e)]
+        _store(view, out, out_starts, v, row, length)
 
 
-def _bn_apply(view, x, scale, shift, out):
+def _bn_apply(view, x, x_starts, scale, scale_starts, shift, shift_starts, out, out_starts):
     """``out = x * scale + shift``, rounded after the product and after the sum (no fused
     multiply-add: numba contracts nothing unless asked to)."""
-    row = np.empty(max(out.shape[1], 1), dtype=view.dtype)
+    length = out.shape[1]
+    row = np.empty(max(length, 1), dtype=view.dtype)
     for v in range(out.shape[0]):
-        for e in range(out.shape[1]):
-            row[e] = view[x[v, e]] * view[scale[v, e]] + view[shift[v, e]]
-        for e in range(out.shape[1]):
-            view[out[v, e]] = row[e]
+        sx, sc, sh = x_starts[v], scale_starts[v], shift_starts[v]
+        for e in range(length):
+            row[e] = view[_word(x, sx, v, e)] * view[_word(scale, sc, v, e)] + view[_word(shift, sh, v, e)]
+        _store(view, out, out_starts, v, row, length)
+
+
+_load, _store, _apart, _word = _load_python, _store_python, _apart_python, _word_python
 
 
 @functools.cache
@@ -127,24 +188,31 @@ def kernels() -> SimpleNamespace | None:
         return None
     if importlib.util.find_spec("scipy") is None:  # pragma: no cover - scipy is a dependency
         return None
+    global _load, _store, _apart, _word
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+    _load, _store, _apart, _word = jit(_load_python), jit(_store_python), jit(_apart_python), jit(_word_python)
     return SimpleNamespace(matmul=jit(_matmul), reduce_add=jit(_reduce_add), relu=jit(_relu), add=jit(_add),
                            bn_apply=jit(_bn_apply))
+
+
+def _fields(words: dict[str, np.ndarray], starts: dict[str, np.ndarray], names: tuple[str, ...]) -> list:
+    """(words, starts) of each named field, in order, flattened into one argument list."""
+    return [array for name in names for array in (words[name], starts[name])]
 
 
 def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
     """The ``in_place`` of ``MatMulPartial[FLOAT]``; ``check(m, k, n, a_len, b_len, out_len)``
     raises as its ``compute`` does on sizes that do not match."""
 
-    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray]) -> bool:
+    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
+                 starts: dict[str, np.ndarray]) -> bool:
         compiled = kernels()
         if compiled is None:
             return False
         state = view(UNSIGNED_INT)
         m, k, n = (state[words[name]].astype(np.int64) for name in ("m", "k", "n"))
-        a, b, out = words["a"], words["b"], words["out"]
-        check(m, k, n, a.shape[1], b.shape[1], out.shape[1])
-        compiled.matmul(view(FLOAT), a, b, out, m, k, n)
+        check(m, k, n, words["a"].shape[1], words["b"].shape[1], words["out"].shape[1])
+        compiled.matmul(view(FLOAT), *_fields(words, starts, ("a", "b", "out")), m, k, n)
         return True
 
     return in_place
@@ -154,13 +222,13 @@ def reduce_add_in_place(check: Callable[..., None]) -> Callable[..., bool]:
     """The ``in_place`` of ``ReduceAdd[FLOAT]``; ``check(partials=..., out=...)`` raises as its
     ``compute`` does on lengths that do not match."""
 
-    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray]) -> bool:
+    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
+                 starts: dict[str, np.ndarray]) -> bool:
         compiled = kernels()
         if compiled is None:
             return False
-        partials, out = words["partials"], words["out"]
-        check(partials=partials, out=out)
-        compiled.reduce_add(view(FLOAT), partials, out)
+        check(partials=words["partials"], out=words["out"])
+        compiled.reduce_add(view(FLOAT), *_fields(words, starts, ("partials", "out")))
         return True
 
     return in_place
@@ -172,13 +240,14 @@ def elementwise_in_place(kernel: str, inputs: tuple[str, ...], output: str,
     called with the ``inputs`` fields' words and then the ``output``'s; ``check(**fields)``
     raises as its ``compute`` does on lengths that do not match."""
 
-    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray]) -> bool:
+    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
+                 starts: dict[str, np.ndarray]) -> bool:
         compiled = kernels()
         if compiled is None:
             return False
-        fields = [words[name] for name in (*inputs, output)]
-        check(**dict(zip((*inputs, output), fields, strict=True)))
-        getattr(compiled, kernel)(view(FLOAT), *fields)
+        names = (*inputs, output)
+        check(**{name: words[name] for name in names})
+        getattr(compiled, kernel)(view(FLOAT), *_fields(words, starts, names))
         return True
 
     return in_place

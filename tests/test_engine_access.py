@@ -289,6 +289,29 @@ def test_compiled_long_runs_match_numpy(case, shortest):
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+@settings(max_examples=100, deadline=None)
+@given(words=field_words(), as_list=st.booleans(), wide=st.booleans())
+def test_compiled_vector_starts_match_numpy(words, as_list, wide):
+    words = words.reshape(-1, words.shape[-1] if words.size else 1)
+    if as_list and words.shape[0] % 2 == 0:  # a VectorList field: (instances, count, length)
+        words = words.reshape(words.shape[0] // 2, 2, words.shape[-1])
+    words = words.astype(np.int64 if wide else np.int32)
+    got, want = kernels.vector_starts(words), kernels.vector_starts_numpy(words)
+    assert got.shape == want.shape == words.shape[:-1] and got.dtype == want.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_vector_starts_of_runs_single_words_and_empty_vectors():
+    words = np.array([[4, 5, 6], [4, 6, 7], [9, 8, 7]], dtype=np.int32)
+    np.testing.assert_array_equal(kernels.vector_starts_numpy(words), [4, -1, -1])
+    np.testing.assert_array_equal(kernels.vector_starts_numpy(words[:, :1]), [4, 4, 9])
+    assert kernels.vector_starts_numpy(words[:, :0]).tolist() == [-1, -1, -1]
+    if kernels.available():
+        np.testing.assert_array_equal(kernels.vector_starts(words[:, :1]), [4, 4, 9])
+        assert kernels.vector_starts(words[:, :0]).tolist() == [-1, -1, -1]
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 def test_compiled_loops_copy_bits_not_values():
     """NaN payloads and half values pass through unchanged (the loops move raw words)."""
     payloads = np.array([0x7FC00001, 0xFFC12345, 0x00000001, 0x7F800000], dtype=np.uint32)

@@ -30,19 +30,32 @@ def test_the_codelets_a_network_runs_most_have_kernels():
                                                   "Add_float", "BnApply_float"}
 
 
-def _lay_out(arrays: dict[str, np.ndarray], seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A store of 4-byte words holding every field at distinct random words, with filler
-    between them; returns (store as uint32, each field's word indices)."""
+def _lay_out(arrays: dict[str, np.ndarray], seed: int, runs: float = 0.6) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A store of 4-byte words holding every field at distinct words, with filler around them:
+    each vector (last axis) of a field lies either in one run of consecutive words or scattered
+    at random (a run with probability ``runs``), so both ways a kernel reads and writes are used.
+    Returns (store as uint32, each field's word indices)."""
     rng = np.random.default_rng(seed)
     total = sum(a.size for a in arrays.values())
-    store = rng.integers(0, 2**32, 2 * total + 5, dtype=np.uint64).astype(np.uint32)
-    free = rng.permutation(store.size)
-    words, used = {}, 0
+    store = rng.integers(0, 2**32, 3 * total + 5, dtype=np.uint64).astype(np.uint32)
+    words, cursor = {}, int(rng.integers(0, 3))
     for name, values in arrays.items():
-        words[name] = free[used:used + values.size].astype(np.int32).reshape(values.shape)
+        length = values.shape[-1] if values.ndim > 1 else 1
+        vectors = values.size // max(length, 1) if length else 0
+        placed = np.empty((vectors, length), dtype=np.int64)
+        for r in range(vectors):
+            if rng.random() < runs:  # one run
+                placed[r] = cursor + np.arange(length)
+            else:  # scattered over twice the room
+                placed[r] = cursor + rng.permutation(2 * length)[:length]
+            cursor += 2 * length + int(rng.integers(0, 2))
+        words[name] = placed.astype(np.int32).reshape(values.shape)
         store[words[name]] = values.view(np.uint32)
-        used += values.size
     return store, words
+
+
+def _starts(cls, words: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: kernels.vector_starts(words[name]) for name, fld in cls.fields.items() if fld.direction != STATE}
 
 
 def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +72,7 @@ def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.nda
         if fld.writes:
             gathered.view(fld.type.dtype)[words[name]] = args[name]
     in_place = store.copy()
-    assert cls.in_place(in_place.view, words) is True
+    assert cls.in_place(in_place.view, words, _starts(cls, words)) is True
     return gathered, in_place
 
 
@@ -149,27 +162,33 @@ def test_elementwise_in_place_gives_compute_bits(which, count, length, seed):
     assert_same_words(in_place, gathered)
 
 
+@pytest.mark.parametrize("how", ["shifted run", "rotated"])
 @pytest.mark.parametrize("cls", IN_PLACE, ids=lambda cls: cls.__name__)
-def test_an_output_over_the_vertexs_own_input(cls):
-    # one vertex may write where it reads: out = a + b with out[i] the word of a[i + 1], say; the
-    # gather path reads every input first, and so must the kernel
+def test_an_output_over_the_vertexs_own_input(cls, how):
+    # One vertex may write where it reads: its output one word past its first input's run (both
+    # runs, so a product would hand BLAS two overlapping views), or its first input's words
+    # rotated by one.  The gather path reads every input first, and so must the kernel.
     rng = np.random.default_rng(7)
     if cls is codelets.MatMulPartial[FLOAT]:
-        arrays = _matmul_arrays(rng, 3, 2, 2, 2)
+        arrays = _matmul_arrays(rng, 3, 8, 8, 8)  # small enough that BLAS does not copy a first
     elif cls is codelets.ReduceAdd[FLOAT]:
         arrays = {"partials": _floats(rng, (3, 2, 4)), "out": np.zeros((3, 4), np.float32)}
     else:
         arrays = {name: _floats(rng, (3, 4)) for name, fld in cls.fields.items()}
-    store, words = _lay_out(arrays, 7)
+    store, words = _lay_out(arrays, 7, runs=1.0)
     first_input = next(name for name, fld in cls.fields.items() if fld.direction == INPUT)
     inputs = words[first_input].reshape(3, -1)
-    words["out"] = np.ascontiguousarray(np.roll(inputs, -1, axis=1)[:, :words["out"].shape[1]])
+    length = words["out"].shape[1]
+    if how == "shifted run":
+        words["out"] = (inputs[:, :1] + 1 + np.arange(length)).astype(np.int32)
+    else:
+        words["out"] = np.ascontiguousarray(np.roll(inputs, -1, axis=1)[:, :length])
     gathered = store.copy()
     args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
     cls.compute(**args)
     gathered.view(np.float32)[words["out"]] = args["out"]
     in_place = store.copy()
-    assert cls.in_place(in_place.view, words)
+    assert cls.in_place(in_place.view, words, _starts(cls, words))
     assert_same_words(in_place, gathered)
 
 
@@ -179,11 +198,11 @@ def test_in_place_raises_what_compute_raises():
     arrays["k"] = np.array([3, 3, 4], UNSIGNED_INT)
     store, words = _lay_out(arrays, 0)
     with pytest.raises(ValueError, match=r"instance 2 .* m\*k = 8, but field a has length 6"):
-        cls.in_place(store.view, words)
+        cls.in_place(store.view, words, _starts(cls, words))
     reduce = codelets.ReduceAdd[FLOAT]
     store, words = _lay_out({"partials": np.zeros((2, 3, 5), np.float32), "out": np.zeros((2, 4), np.float32)}, 0)
     with pytest.raises(ValueError, match="partials has 5, out has 4"):
-        reduce.in_place(store.view, words)
+        reduce.in_place(store.view, words, _starts(reduce, words))
 
 
 # ---------------------------------------------------------------- through the engine

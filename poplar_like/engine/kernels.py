@@ -114,6 +114,18 @@ def _long_runs(src, dst, shortest, starts, lengths):
     return count + 1
 
 
+def _vector_starts(words, starts):
+    """``starts[r]`` = ``words[r, 0]`` where row ``r`` steps by one word, else -1."""
+    for r in range(words.shape[0]):
+        first = words[r, 0]
+        run = True
+        for e in range(1, words.shape[1]):
+            if words[r, e] != first + e:
+                run = False
+                break
+        starts[r] = first if run else -1
+
+
 @functools.cache
 def _loops() -> SimpleNamespace | None:
     try:
@@ -122,7 +134,7 @@ def _loops() -> SimpleNamespace | None:
         return None
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move_mixed=jit(_move_mixed),
-                           marks=jit(_marks), long_runs=jit(_long_runs))
+                           marks=jit(_marks), long_runs=jit(_long_runs), vector_starts=jit(_vector_starts))
 
 
 def gather(view: np.ndarray, words: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
@@ -170,3 +182,25 @@ def check_disjoint(src: np.ndarray, dst: np.ndarray, words: int) -> tuple[bool, 
     bits = np.zeros((words + 7) // 8, dtype=np.uint8)
     overlap, repeated = _loops().marks(src, dst, bits)
     return not overlap, not repeated
+
+
+def vector_starts(words: np.ndarray) -> np.ndarray:
+    """For every vector of a field (its word indices' last axis): its first word where the vector
+    is one run of consecutive words, else -1; shape ``words.shape[:-1]``, int64.  A codelet's
+    ``in_place`` kernel reads and writes such a vector as a slice, without its indices."""
+    shape = words.shape[:-1]
+    if words.shape[-1] == 0:
+        return np.full(shape, -1, dtype=np.int64)
+    rows = np.ascontiguousarray(words).reshape(-1, words.shape[-1])
+    starts = np.empty(rows.shape[0], dtype=np.int64)
+    _loops().vector_starts(rows, starts)
+    return starts.reshape(shape)
+
+
+def vector_starts_numpy(words: np.ndarray) -> np.ndarray:
+    """:func:`vector_starts` with numpy's whole-array operations (the reference the tests compare)."""
+    if words.shape[-1] == 0:
+        return np.full(words.shape[:-1], -1, dtype=np.int64)
+    wide = words.astype(np.int64)
+    run = (np.diff(wide, axis=-1) == 1).all(axis=-1)
+    return np.where(run, wide[..., 0], -1)

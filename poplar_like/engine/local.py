@@ -24,6 +24,10 @@ from .access import MIN_RUN, PARALLEL_MIN, FieldAccess, WordList, Workers, compi
 from .kernels import RAW
 
 
+#: elements of a batch run by an in-place kernel above which it is split over the copy threads
+IN_PLACE_PARALLEL_MIN = 1 << 16
+
+
 class TileMemory:
     """The backing store of a range of tiles, with typed and raw views."""
 
@@ -34,10 +38,14 @@ class TileMemory:
         self._moves: dict[int, tuple[Moves, list[Any]]] = {}
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
-        key = str(np.dtype(dtype))
-        if key not in self._views:
-            self._views[key] = self.store.view(np.dtype(dtype))
-        return self._views[key]
+        found = self._views.get(dtype)  # by the object given: a superstep asks thousands of times
+        if found is None:
+            found = self._views.get(str(np.dtype(dtype)))
+            if found is None:
+                found = self.store.view(np.dtype(dtype))
+                self._views[str(np.dtype(dtype))] = found
+            self._views[dtype] = found
+        return found
 
     def raw(self, itemsize: int) -> np.ndarray:
         return self.view(RAW[itemsize])
@@ -87,6 +95,7 @@ class PreparedBatch:
     workers: Workers  # the threads its field copies may use
     in_place: bool  # the codelet's ``in_place`` kernel runs it (until it says it cannot)
     _fields: list[tuple[str, Field, FieldAccess]] | None = None
+    _starts: dict[str, np.ndarray] | None = None
 
     @classmethod
     def of(cls, batch: BatchPlan, codelet: type[Vertex], workers: Workers) -> "PreparedBatch":
@@ -98,6 +107,14 @@ class PreparedBatch:
         """Each field's word indices, instance-major (what ``in_place`` reads)."""
         return {name: self.batch.state[name] if fld.direction == STATE else self.batch.fields[name]
                 for name, fld in self.codelet.fields.items()}
+
+    def starts(self) -> dict[str, np.ndarray]:
+        """Where each vector of each edge field starts if it is one run of words, else -1
+        (``kernels.vector_starts``), worked out on first use."""
+        if self._starts is None:
+            self._starts = {name: kernels.vector_starts(self.batch.fields[name])
+                            for name, fld in self.codelet.fields.items() if fld.direction != STATE}
+        return self._starts
 
     @property
     def fields(self) -> list[tuple[str, Field, FieldAccess]]:
@@ -135,7 +152,9 @@ class StepRunner:
         codelet = self.codelets[batch.codelet]
         threads, n = self.memory.workers.threads, batch.tiles.size
         elements = sum(words.size for words in batch.fields.values())
-        if threads == 1 or n < 2 or elements < PARALLEL_MIN:
+        # a compiled in-place kernel has no per-call setup to amortise: smaller batches pay to split
+        smallest = IN_PLACE_PARALLEL_MIN if codelet.in_place is not None else PARALLEL_MIN
+        if threads == 1 or n < 2 or elements < smallest:
             return [PreparedBatch.of(batch, codelet, self.memory.workers)]
         bounds = np.linspace(0, n, min(threads, n) + 1).astype(np.int64).tolist()
         return [PreparedBatch.of(rows_of(batch, lo, hi), codelet, self._serial)
@@ -159,7 +178,7 @@ def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> No
     codelet = prepared.codelet
     if prepared.in_place:
         try:
-            done = codelet.in_place(memory.view, prepared.words())  # type: ignore[misc]
+            done = codelet.in_place(memory.view, prepared.words(), prepared.starts())  # type: ignore[misc]
         except Exception as exc:
             raise _locate_failure(memory, prepared.batch, codelet, step_name, exc) from exc
         if done:
