@@ -14,10 +14,9 @@ stays in cache.  The gathered arrays are never made.
 Every kernel reads all of an instance's inputs before it writes any of its outputs, as the
 gather path does: a vertex may write over what it reads (``out`` overlapping ``a``), while two
 vertices of one compute set never touch the same element (the compiler refuses that), so the
-order of instances does not matter.  Each kernel does exactly what its codelet's ``compute`` does,
-so the bits are the same (NaN
-payloads aside: which NaN an operation on two NaNs keeps differs between numpy's vector and scalar
-loops already, and between those and these):
+order of instances does not matter.  Each kernel does exactly what its codelet's ``compute``
+does, so the bits are the same (NaN payloads aside: which NaN an operation on two NaNs keeps
+differs between numpy's vector and scalar loops already, and between those and these):
 
 * ``MatMulPartial`` float: one BLAS product per instance, as ``np.matmul`` makes for a batch
   (numba's ``np.dot`` calls the BLAS that scipy ships, the one numpy itself uses);
@@ -218,27 +217,12 @@ def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
     return in_place
 
 
-def reduce_add_in_place(check: Callable[..., None]) -> Callable[..., bool]:
-    """The ``in_place`` of ``ReduceAdd[FLOAT]``; ``check(partials=..., out=...)`` raises as its
-    ``compute`` does on lengths that do not match."""
-
-    def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
-                 starts: dict[str, np.ndarray]) -> bool:
-        compiled = kernels()
-        if compiled is None:
-            return False
-        check(partials=words["partials"], out=words["out"])
-        compiled.reduce_add(view(FLOAT), *_fields(words, starts, ("partials", "out")))
-        return True
-
-    return in_place
-
-
-def elementwise_in_place(kernel: str, inputs: tuple[str, ...], output: str,
-                         check: Callable[..., None]) -> Callable[..., bool]:
-    """The ``in_place`` of a float elementwise codelet whose kernel is ``kernels().<kernel>``,
-    called with the ``inputs`` fields' words and then the ``output``'s; ``check(**fields)``
-    raises as its ``compute`` does on lengths that do not match."""
+def fields_in_place(kernel: str, inputs: tuple[str, ...], output: str,
+                    check: Callable[..., None]) -> Callable[..., bool]:
+    """The ``in_place`` of a codelet with float vector fields only (``ReduceAdd`` and the
+    elementwise ones) whose kernel is ``kernels().<kernel>``, called with the ``inputs`` fields'
+    words and starts and then the ``output``'s; ``check(**fields)`` raises as its ``compute``
+    does on lengths that do not match."""
 
     def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
                  starts: dict[str, np.ndarray]) -> bool:

@@ -19,6 +19,7 @@ INT_MIN / -1 wraps to INT_MIN.  ``max``/``min`` of floats propagate NaN.  Compar
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from poplar_like.dtypes import BOOL, FLOAT, HALF, INT, UNSIGNED_INT, as_dtype, p
 from poplar_like.errors import DTypeError, UnknownCodeletError
 
 from . import costs
-from ._in_place import elementwise_in_place
+from ._in_place import fields_in_place
 from ._registry import check_same_length, compute_view, make_codelet, suffix
 
 _FLOATS = (FLOAT, HALF)
@@ -132,12 +133,10 @@ def _build_unary(op: Op, dt: np.dtype) -> type[Vertex]:
     def cycles(inp_length):
         return costs.unary_cycles(op.name, inp_length, dt)
 
-    def check(**vectors):
-        check_same_length(name, **vectors)
-
+    check = functools.partial(check_same_length, name)
     fields = {"inp": Input(Vector(dt)), "out": Output(Vector(op.result_dtype(dt)))}
     kernel = IN_PLACE_KERNELS.get((op.name, dt))
-    in_place = elementwise_in_place(kernel, ("inp",), "out", check) if kernel else None
+    in_place = fields_in_place(kernel, ("inp",), "out", check) if kernel else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, op.code_size,
                         f"``out = {op.name}(inp)`` elementwise on {poplar_name(dt)} vectors.", in_place)
 
@@ -166,13 +165,11 @@ def _build_binary(op: Op, dt: np.dtype) -> type[Vertex]:
     def cycles(a_length):
         return costs.binary_cycles(op.name, a_length, dt)
 
-    def check(**vectors):
-        check_same_length(name, **vectors)
-
+    check = functools.partial(check_same_length, name)
     fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)),
               "out": Output(Vector(op.result_dtype(dt)))}
     kernel = IN_PLACE_KERNELS.get((op.name, dt))
-    in_place = elementwise_in_place(kernel, ("a", "b"), "out", check) if kernel else None
+    in_place = fields_in_place(kernel, ("a", "b"), "out", check) if kernel else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, op.code_size,
                         f"``out = {op.name}(a, b)`` elementwise on equal-length "
                         f"{poplar_name(dt)} vectors.", in_place)

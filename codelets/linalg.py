@@ -27,6 +27,8 @@ instance, read from and written to tile memory without the batch-wide gather.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from poplar_like.codelet import Input, MultiVertex, Output, State, Vector, Vertex
@@ -94,10 +96,7 @@ def _build_matmul(dt: np.dtype, out_dt: np.dtype) -> type[Vertex]:
 
     fields = {"a": Input(Vector(dt)), "b": Input(Vector(dt)), "out": Output(Vector(out_dt)),
               "m": State(UNSIGNED_INT), "k": State(UNSIGNED_INT), "n": State(UNSIGNED_INT)}
-    def check(m, k, n, a_length, b_length, out_length):
-        check_shapes(name, m, k, n, a_length, b_length, out_length)
-
-    in_place = matmul_in_place(check) if dt == out_dt == FLOAT else None
+    in_place = matmul_in_place(functools.partial(check_shapes, name)) if dt == out_dt == FLOAT else None
     return make_codelet(__name__, name, MultiVertex, fields, compute, cycles, 1536,
                         f"``out = a @ b`` for an m x k and a k x n {poplar_name(dt)} block, "
                         f"summed into {poplar_name(out_dt)} partials on the AMP unit.", in_place)

@@ -44,6 +44,7 @@ cycles per data-path vector), one formula per family.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -52,7 +53,7 @@ from poplar_like.codelet import InOut, Input, Output, State, Vector, VectorList,
 from poplar_like.dtypes import FLOAT, HALF, INT, UNSIGNED_INT, poplar_name
 
 from . import costs
-from ._in_place import elementwise_in_place
+from ._in_place import fields_in_place
 from ._registry import CodeletFamily, check_same_length, make_codelet, suffix
 
 _FLOATS = (FLOAT, HALF)
@@ -446,12 +447,10 @@ def _build_bn_apply(dt: np.dtype) -> type[Vertex]:
     def cycles(x_length):
         return costs.loop_cycles(x_length, dt, BN_APPLY_CPV, costs.ELEMENTWISE_OVERHEAD)
 
-    def check(**vectors):
-        check_same_length(name, **vectors)
-
+    check = functools.partial(check_same_length, name)
     fields = {"x": Input(Vector(dt)), "scale": Input(Vector(FLOAT)), "shift": Input(Vector(FLOAT)),
               "out": Output(Vector(dt))}
-    in_place = elementwise_in_place("bn_apply", ("x", "scale", "shift"), "out", check) if dt == FLOAT else None
+    in_place = fields_in_place("bn_apply", ("x", "scale", "shift"), "out", check) if dt == FLOAT else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, 160,
                         f"``out = x * scale + shift`` on {poplar_name(dt)} vectors (batch norm).", in_place)
 

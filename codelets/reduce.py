@@ -18,6 +18,7 @@ partials in list order (a fixed order, so every backend gives the same bits); in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -26,7 +27,7 @@ from poplar_like.codelet import Input, Output, Vector, VectorList, Vertex
 from poplar_like.dtypes import FLOAT, HALF, INT, UNSIGNED_INT, poplar_name
 
 from . import costs
-from ._in_place import reduce_add_in_place
+from ._in_place import fields_in_place
 from ._registry import CodeletFamily, check_same_length, make_codelet, suffix
 
 _NUMERIC = (FLOAT, HALF, INT, UNSIGNED_INT)
@@ -110,11 +111,9 @@ def _build_reduce_add(src: np.dtype, dst: np.dtype) -> type[Vertex]:
     def cycles(partials_count, partials_length):
         return costs.reduce_add_cycles(partials_count, partials_length, src)
 
-    def check(**vectors):
-        check_same_length(name, **vectors)
-
+    check = functools.partial(check_same_length, name)
     fields = {"partials": Input(VectorList(src)), "out": Output(Vector(dst))}
-    in_place = reduce_add_in_place(check) if src == dst == FLOAT else None
+    in_place = fields_in_place("reduce_add", ("partials",), "out", check) if src == dst == FLOAT else None
     return make_codelet(__name__, name, Vertex, fields, compute, cycles, 256,
                         f"``out = sum(partials)`` over a list of {poplar_name(src)} vectors, "
                         f"written as {poplar_name(dst)}.", in_place)
