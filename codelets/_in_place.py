@@ -43,18 +43,14 @@ from poplar_like.dtypes import FLOAT, UNSIGNED_INT
 
 
 # The kernels, as plain Python.  ``kernels`` compiles them with numba; they call the helpers
-# (``_load``, ``_store``, ``_load_runs``, ``_store_runs``, ``_apart``, ``_word``) by their module
-# names, which it first rebinds to compiled versions.
+# ``_load``, ``_store``, ``_apart`` and ``_word`` by their module names, which it first rebinds
+# to compiled versions.
 #
-# Every field comes as its word indices (instances, ..., length), ``starts`` (instances, ...) and
-# ``runs`` (the engine's ``kernels.vector_runs``, worked out once): a vector that is one run of
-# consecutive words has its first word in ``starts``; one that breaks into a few runs has
-# ``-2 - i``, its runs (first word, length) being rows ``i, i + 1, ...`` of ``runs``; the rest -1.
-# Runs are read and written as slices, with no index per element.
+# Every field comes as its word indices (instances, ..., length) and ``starts`` (instances, ...):
+# where a vector of the field is one contiguous run of words, the first of them, else -1.  A run
+# is read or written as a slice, with no index per element (the engine works the starts out once).
 def _load_python(view, words, starts, at, buf, n):
-    """``buf[:n]`` = the vector ``at`` of a field (``at`` indexes ``words`` and ``starts``), as one
-    run or word by word (a vector of a few runs is read word by word here: for the short vectors
-    of reductions and elementwise codelets that is faster than walking its runs)."""
+    """``buf[:n]`` = the vector ``at`` of a field (``at`` indexes ``words`` and ``starts``)."""
     s = starts[at]
     if s >= 0:
         for e in range(n):
@@ -66,7 +62,7 @@ def _load_python(view, words, starts, at, buf, n):
 
 
 def _store_python(view, words, starts, at, buf, n):
-    """The vector ``at`` of a field = ``buf[:n]`` (as :func:`_load_python` reads it)."""
+    """The vector ``at`` of a field = ``buf[:n]``."""
     s = starts[at]
     if s >= 0:
         for e in range(n):
@@ -77,41 +73,12 @@ def _store_python(view, words, starts, at, buf, n):
             view[row[e]] = buf[e]
 
 
-def _load_runs_python(view, words, starts, runs, at, buf, n):
-    """:func:`_load_python` that also reads a vector of a few runs run by run (a product's block
-    of weights, part received and part local)."""
-    s = starts[at]
-    if s >= -1:
-        _load(view, words, starts, at, buf, n)
-        return
-    i, e = -2 - s, 0
-    while e < n:
-        first, length = runs[i, 0], runs[i, 1]
-        buf[e:e + length] = view[first:first + length]
-        e += length
-        i += 1
-
-
-def _store_runs_python(view, words, starts, runs, at, buf, n):
-    """:func:`_store_python` that also writes a vector of a few runs run by run."""
-    s = starts[at]
-    if s >= -1:
-        _store(view, words, starts, at, buf, n)
-        return
-    i, e = -2 - s, 0
-    while e < n:
-        first, length = runs[i, 0], runs[i, 1]
-        view[first:first + length] = buf[e:e + length]
-        e += length
-        i += 1
-
-
 def _apart_python(first, first_len, second, second_len):
     """Whether two runs of words (a start of -1: not a run, never aliased) do not overlap."""
     return first < 0 or second < 0 or first + first_len <= second or second + second_len <= first
 
 
-def _matmul(view, a, a_starts, a_runs, b, b_starts, b_runs, out, out_starts, out_runs, m, k, n):
+def _matmul(view, a, a_starts, b, b_starts, out, out_starts, m, k, n):
     """``out[v] = a[v] @ b[v]`` for every instance ``v`` (``a``, ``b``, ``out``: (instances,
     m*k / k*n / m*n) word indices; ``m``, ``k``, ``n`` per instance).  An operand that is one
     run of words goes to BLAS as a view of tile memory, so is the output when it overlaps
@@ -125,24 +92,24 @@ def _matmul(view, a, a_starts, a_runs, b, b_starts, b_runs, out, out_starts, out
             continue
         if inner == 0:  # an empty sum: numpy's matmul gives zeros
             so[:rows * cols] = 0
-            _store_runs(view, out, out_starts, out_runs, v, so, rows * cols)
+            _store(view, out, out_starts, v, so, rows * cols)
             continue
         sa_, sb_, so_ = a_starts[v], b_starts[v], out_starts[v]
         if sa_ >= 0:
             lhs = view[sa_:sa_ + rows * inner].reshape(rows, inner)
         else:
-            _load_runs(view, a, a_starts, a_runs, v, sa, rows * inner)
+            _load(view, a, a_starts, v, sa, rows * inner)
             lhs = sa[:rows * inner].reshape(rows, inner)
         if sb_ >= 0:
             rhs = view[sb_:sb_ + inner * cols].reshape(inner, cols)
         else:
-            _load_runs(view, b, b_starts, b_runs, v, sb, inner * cols)
+            _load(view, b, b_starts, v, sb, inner * cols)
             rhs = sb[:inner * cols].reshape(inner, cols)
         if so_ >= 0 and _apart(so_, rows * cols, sa_, rows * inner) and _apart(so_, rows * cols, sb_, inner * cols):
             np.dot(lhs, rhs, view[so_:so_ + rows * cols].reshape(rows, cols))
         else:
             np.dot(lhs, rhs, so[:rows * cols].reshape(rows, cols))
-            _store_runs(view, out, out_starts, out_runs, v, so, rows * cols)
+            _store(view, out, out_starts, v, so, rows * cols)
 
 
 def _reduce_add(view, partials, partials_starts, out, out_starts):
@@ -168,8 +135,8 @@ def _reduce_add(view, partials, partials_starts, out, out_starts):
 
 
 def _word_python(words, start, v, e):
-    """The word of element ``e`` of vector ``v``: by its run's start when it is one run (a branch
-    the compiler hoists out of the loop over ``e``), else by its index."""
+    """The word of element ``e`` of vector ``v``: by its run's start when it has one (a branch the
+    compiler hoists out of the loop over ``e``), else by its index."""
     return start + e if start >= 0 else words[v, e]
 
 
@@ -209,7 +176,6 @@ def _bn_apply(view, x, x_starts, scale, scale_starts, shift, shift_starts, out, 
 
 
 _load, _store, _apart, _word = _load_python, _store_python, _apart_python, _word_python
-_load_runs, _store_runs = _load_runs_python, _store_runs_python
 
 
 @functools.cache
@@ -221,19 +187,16 @@ def kernels() -> SimpleNamespace | None:
         return None
     if importlib.util.find_spec("scipy") is None:  # pragma: no cover - scipy is a dependency
         return None
-    global _load, _store, _apart, _word, _load_runs, _store_runs
+    global _load, _store, _apart, _word
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     _load, _store, _apart, _word = jit(_load_python), jit(_store_python), jit(_apart_python), jit(_word_python)
-    _load_runs, _store_runs = jit(_load_runs_python), jit(_store_runs_python)
     return SimpleNamespace(matmul=jit(_matmul), reduce_add=jit(_reduce_add), relu=jit(_relu), add=jit(_add),
                            bn_apply=jit(_bn_apply))
 
 
-def _fields(words: dict[str, np.ndarray], runs: dict[str, tuple[np.ndarray, np.ndarray]],
-            names: tuple[str, ...], with_runs: bool) -> list:
-    """(words, starts) of each named field, with its table of runs too if ``with_runs``, in
-    order, flattened into one argument list."""
-    return [array for name in names for array in (words[name], *runs[name][:2 if with_runs else 1])]
+def _fields(words: dict[str, np.ndarray], starts: dict[str, np.ndarray], names: tuple[str, ...]) -> list:
+    """(words, starts) of each named field, in order, flattened into one argument list."""
+    return [array for name in names for array in (words[name], starts[name])]
 
 
 def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
@@ -241,14 +204,14 @@ def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
     raises as its ``compute`` does on sizes that do not match."""
 
     def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
-                 runs: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+                 starts: dict[str, np.ndarray]) -> bool:
         compiled = kernels()
         if compiled is None:
             return False
         state = view(UNSIGNED_INT)
         m, k, n = (state[words[name]].astype(np.int64) for name in ("m", "k", "n"))
         check(m, k, n, words["a"].shape[1], words["b"].shape[1], words["out"].shape[1])
-        compiled.matmul(view(FLOAT), *_fields(words, runs, ("a", "b", "out"), True), m, k, n)
+        compiled.matmul(view(FLOAT), *_fields(words, starts, ("a", "b", "out")), m, k, n)
         return True
 
     return in_place
@@ -258,18 +221,17 @@ def fields_in_place(kernel: str, inputs: tuple[str, ...], output: str,
                     check: Callable[..., None]) -> Callable[..., bool]:
     """The ``in_place`` of a codelet with float vector fields only (``ReduceAdd`` and the
     elementwise ones) whose kernel is ``kernels().<kernel>``, called with the ``inputs`` fields'
-    words and starts and then the ``output``'s (a vector of a few runs is read word by word:
-    these vectors are short); ``check(**fields)`` raises as its ``compute``
+    words and starts and then the ``output``'s; ``check(**fields)`` raises as its ``compute``
     does on lengths that do not match."""
 
     def in_place(view: Callable[[np.dtype], np.ndarray], words: dict[str, np.ndarray],
-                 runs: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+                 starts: dict[str, np.ndarray]) -> bool:
         compiled = kernels()
         if compiled is None:
             return False
         names = (*inputs, output)
         check(**{name: words[name] for name in names})
-        getattr(compiled, kernel)(view(FLOAT), *_fields(words, runs, names, False))
+        getattr(compiled, kernel)(view(FLOAT), *_fields(words, starts, names))
         return True
 
     return in_place

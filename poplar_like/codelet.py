@@ -14,11 +14,11 @@ A codelet declares its fields (edges to tensor regions, or scalar vertex state) 
 * ``code_size``: bytes of code on each tile that runs the codelet.
 * ``in_place`` (optional): a compiled fast path that runs a batch where its fields live in tile
   memory, instead of the engine gathering every field into one array, calling ``compute`` and
-  scattering the outputs.  It is called as ``in_place(view, words, runs)``: ``view(dtype)`` is the
+  scattering the outputs.  It is called as ``in_place(view, words, starts)``: ``view(dtype)`` is the
   tile memory as an array of that type, ``words`` maps each field name to its word indices in
-  that view, instance-major as ``compute`` would see the field, and ``runs`` maps each edge
-  field to ``engine.kernels.vector_runs`` of its words: where each vector is one run of
-  consecutive words, or a few, so that a kernel can read and write them as slices.  It must compute exactly what
+  that view, instance-major as ``compute`` would see the field, and ``starts`` maps each edge
+  field to the first word of each of its vectors where that vector is one run of consecutive
+  words, else -1 (so a kernel can read and write runs as slices).  It must compute exactly what
   ``compute`` computes, bit for bit (NaN payloads aside: which NaN an operation on two NaNs gives
   is the processor's choice; the tests hold the built-in ones to that), raise as
   ``compute`` does on bad sizes, and return False, touching nothing, when it cannot run here
@@ -143,7 +143,7 @@ class Vertex:
     multi_worker: bool = False
     compute: Callable[..., Any] | None = None
     cycles: Callable[..., Any] | None = None
-    #: Optional compiled fast path ``in_place(view, words, runs) -> bool`` (module docstring).
+    #: Optional compiled fast path ``in_place(view, words, starts) -> bool`` (module docstring).
     in_place: Callable[..., bool] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

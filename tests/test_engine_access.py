@@ -290,38 +290,25 @@ def test_compiled_long_runs_match_numpy(case, shortest):
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 @settings(max_examples=100, deadline=None)
-@given(words=field_words(), as_list=st.booleans(), wide=st.booleans(), most=st.sampled_from([1, 2, 3, 8]))
-def test_compiled_vector_runs_match_numpy(words, as_list, wide, most):
+@given(words=field_words(), as_list=st.booleans(), wide=st.booleans())
+def test_compiled_vector_starts_match_numpy(words, as_list, wide):
     words = words.reshape(-1, words.shape[-1] if words.size else 1)
     if as_list and words.shape[0] % 2 == 0:  # a VectorList field: (instances, count, length)
         words = words.reshape(words.shape[0] // 2, 2, words.shape[-1])
     words = words.astype(np.int64 if wide else np.int32)
-    (starts, runs), (want_starts, want_runs) = kernels.vector_runs(words, most), kernels.vector_runs_numpy(words, most)
-    assert starts.shape == want_starts.shape == words.shape[:-1] and starts.dtype == runs.dtype == np.int64
-    np.testing.assert_array_equal(starts, want_starts)
-    np.testing.assert_array_equal(runs, want_runs)
-    # and they say where every element is
-    flat, flat_starts = words.reshape(-1, words.shape[-1]), starts.reshape(-1)
-    for row, s in zip(flat, flat_starts, strict=True):
-        if s >= 0:
-            np.testing.assert_array_equal(row, s + np.arange(row.size))
-        elif s < -1:
-            at, pieces = -2 - s, []
-            while sum(p.size for p in pieces) < row.size:
-                pieces.append(runs[at, 0] + np.arange(runs[at, 1]))
-                at += 1
-            np.testing.assert_array_equal(row, np.concatenate(pieces))
-            assert 1 < len(pieces) <= most
+    got, want = kernels.vector_starts(words), kernels.vector_starts_numpy(words)
+    assert got.shape == want.shape == words.shape[:-1] and got.dtype == want.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
 
 
-def test_vector_runs_of_runs_pieces_single_words_and_empty_vectors():
-    words = np.array([[4, 5, 6], [9, 4, 5], [9, 8, 7]], dtype=np.int32)
-    for runs_of in [kernels.vector_runs_numpy] + ([kernels.vector_runs] if kernels.available() else []):
-        starts, runs = runs_of(words, 2)
-        assert starts.tolist() == [4, -2, -1] and runs.tolist() == [[9, 1], [4, 2]]
-        assert runs_of(words[:, :1], 2)[0].tolist() == [4, 9, 9]
-        starts, runs = runs_of(words[:, :0], 2)
-        assert starts.tolist() == [-1, -1, -1] and runs.shape == (0, 2)
+def test_vector_starts_of_runs_single_words_and_empty_vectors():
+    words = np.array([[4, 5, 6], [4, 6, 7], [9, 8, 7]], dtype=np.int32)
+    np.testing.assert_array_equal(kernels.vector_starts_numpy(words), [4, -1, -1])
+    np.testing.assert_array_equal(kernels.vector_starts_numpy(words[:, :1]), [4, 4, 9])
+    assert kernels.vector_starts_numpy(words[:, :0]).tolist() == [-1, -1, -1]
+    if kernels.available():
+        np.testing.assert_array_equal(kernels.vector_starts(words[:, :1]), [4, 4, 9])
+        assert kernels.vector_starts(words[:, :0]).tolist() == [-1, -1, -1]
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")

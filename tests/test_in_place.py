@@ -32,9 +32,8 @@ def test_the_codelets_a_network_runs_most_have_kernels():
 
 def _lay_out(arrays: dict[str, np.ndarray], seed: int, runs: float = 0.6) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A store of 4-byte words holding every field at distinct words, with filler around them:
-    each vector (last axis) of a field lies in one run of consecutive words (with probability
-    ``runs``), in two or three runs in any order, or scattered at random, so every way a kernel
-    reads and writes is used.
+    each vector (last axis) of a field lies either in one run of consecutive words or scattered
+    at random (a run with probability ``runs``), so both ways a kernel reads and writes are used.
     Returns (store as uint32, each field's word indices)."""
     rng = np.random.default_rng(seed)
     total = sum(a.size for a in arrays.values())
@@ -45,13 +44,8 @@ def _lay_out(arrays: dict[str, np.ndarray], seed: int, runs: float = 0.6) -> tup
         vectors = values.size // max(length, 1) if length else 0
         placed = np.empty((vectors, length), dtype=np.int64)
         for r in range(vectors):
-            kind = rng.random()
-            if kind < runs:  # one run
+            if rng.random() < runs:  # one run
                 placed[r] = cursor + np.arange(length)
-            elif kind < (1 + runs) / 2 and length > 1:  # two or three runs, in any order
-                cuts = np.sort(rng.choice(np.arange(1, length), min(2, length - 1), replace=False))
-                pieces = np.split(np.arange(length), cuts)
-                placed[r] = cursor + np.concatenate([pieces[i] for i in rng.permutation(len(pieces))])
             else:  # scattered over twice the room
                 placed[r] = cursor + rng.permutation(2 * length)[:length]
             cursor += 2 * length + int(rng.integers(0, 2))
@@ -60,10 +54,8 @@ def _lay_out(arrays: dict[str, np.ndarray], seed: int, runs: float = 0.6) -> tup
     return store, words
 
 
-def _runs(cls, words: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """What the engine hands ``in_place`` beside the words (``kernels.vector_runs``)."""
-    return {name: kernels.vector_runs(words[name], most=3) for name, fld in cls.fields.items()
-            if fld.direction != STATE}
+def _starts(cls, words: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: kernels.vector_starts(words[name]) for name, fld in cls.fields.items() if fld.direction != STATE}
 
 
 def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +72,7 @@ def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.nda
         if fld.writes:
             gathered.view(fld.type.dtype)[words[name]] = args[name]
     in_place = store.copy()
-    assert cls.in_place(in_place.view, words, _runs(cls, words)) is True
+    assert cls.in_place(in_place.view, words, _starts(cls, words)) is True
     return gathered, in_place
 
 
@@ -196,7 +188,7 @@ def test_an_output_over_the_vertexs_own_input(cls, how):
     cls.compute(**args)
     gathered.view(np.float32)[words["out"]] = args["out"]
     in_place = store.copy()
-    assert cls.in_place(in_place.view, words, _runs(cls, words))
+    assert cls.in_place(in_place.view, words, _starts(cls, words))
     assert_same_words(in_place, gathered)
 
 
@@ -206,11 +198,11 @@ def test_in_place_raises_what_compute_raises():
     arrays["k"] = np.array([3, 3, 4], UNSIGNED_INT)
     store, words = _lay_out(arrays, 0)
     with pytest.raises(ValueError, match=r"instance 2 .* m\*k = 8, but field a has length 6"):
-        cls.in_place(store.view, words, _runs(cls, words))
+        cls.in_place(store.view, words, _starts(cls, words))
     reduce = codelets.ReduceAdd[FLOAT]
     store, words = _lay_out({"partials": np.zeros((2, 3, 5), np.float32), "out": np.zeros((2, 4), np.float32)}, 0)
     with pytest.raises(ValueError, match="partials has 5, out has 4"):
-        reduce.in_place(store.view, words, _runs(reduce, words))
+        reduce.in_place(store.view, words, _starts(reduce, words))
 
 
 # ---------------------------------------------------------------- through the engine

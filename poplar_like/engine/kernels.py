@@ -114,34 +114,16 @@ def _long_runs(src, dst, shortest, starts, lengths):
     return count + 1
 
 
-def _vector_runs(words, most, starts, runs):
-    """``starts[r]``: ``words[r, 0]`` where row ``r`` steps by one word; where it breaks into at
-    most ``most`` runs, ``-2 - i`` with its runs (first word, length) in ``runs[i], runs[i + 1],
-    ...``; else -1.  Returns how many rows of ``runs`` were filled (``runs`` must have room for
-    ``most`` a row)."""
-    filled = 0
-    width = words.shape[1]
+def _vector_starts(words, starts):
+    """``starts[r]`` = ``words[r, 0]`` where row ``r`` steps by one word, else -1."""
     for r in range(words.shape[0]):
-        count = 1
-        for e in range(1, width):
-            if words[r, e] != words[r, e - 1] + 1:
-                count += 1
-                if count > most:
-                    break
-        if count == 1:
-            starts[r] = words[r, 0]
-        elif count > most:
-            starts[r] = -1
-        else:
-            starts[r] = -2 - filled
-            begin = 0
-            for e in range(1, width + 1):
-                if e == width or words[r, e] != words[r, e - 1] + 1:
-                    runs[filled, 0] = words[r, begin]
-                    runs[filled, 1] = e - begin
-                    filled += 1
-                    begin = e
-    return filled
+        first = words[r, 0]
+        run = True
+        for e in range(1, words.shape[1]):
+            if words[r, e] != first + e:
+                run = False
+                break
+        starts[r] = first if run else -1
 
 
 @functools.cache
@@ -152,7 +134,7 @@ def _loops() -> SimpleNamespace | None:
         return None
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move_mixed=jit(_move_mixed),
-                           marks=jit(_marks), long_runs=jit(_long_runs), vector_runs=jit(_vector_runs))
+                           marks=jit(_marks), long_runs=jit(_long_runs), vector_starts=jit(_vector_starts))
 
 
 def gather(view: np.ndarray, words: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
@@ -202,44 +184,23 @@ def check_disjoint(src: np.ndarray, dst: np.ndarray, words: int) -> tuple[bool, 
     return not overlap, not repeated
 
 
-#: the most runs a vector may break into and still be read run by run (else word by word)
-MOST_RUNS = 8
-
-
-def vector_runs(words: np.ndarray, most: int = MOST_RUNS) -> tuple[np.ndarray, np.ndarray]:
-    """How each vector of a field (its word indices' last axis) lies in tile memory, for the
-    codelets' ``in_place`` kernels, which read and write runs as slices, without their indices:
-    ``(starts, runs)``.  ``starts`` (shape ``words.shape[:-1]``, int64) holds the vector's first
-    word where it is one run of consecutive words; ``-2 - i`` where it breaks into at most
-    ``most`` runs, listed as (first word, length) in rows ``i, i + 1, ...`` of ``runs`` ((R, 2),
-    int64) until their lengths add up to the vector's; -1 where it is read word by word.  A block
-    of weights that is part received and part local is a few runs."""
+def vector_starts(words: np.ndarray) -> np.ndarray:
+    """For every vector of a field (its word indices' last axis): its first word where the vector
+    is one run of consecutive words, else -1; shape ``words.shape[:-1]``, int64.  A codelet's
+    ``in_place`` kernel reads and writes such a vector as a slice, without its indices."""
     shape = words.shape[:-1]
     if words.shape[-1] == 0:
-        return np.full(shape, -1, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+        return np.full(shape, -1, dtype=np.int64)
     rows = np.ascontiguousarray(words).reshape(-1, words.shape[-1])
     starts = np.empty(rows.shape[0], dtype=np.int64)
-    runs = np.empty((rows.shape[0] * min(most, rows.shape[1]), 2), dtype=np.int64)
-    filled = _loops().vector_runs(rows, most, starts, runs)
-    return starts.reshape(shape), runs[:filled].copy()
+    _loops().vector_starts(rows, starts)
+    return starts.reshape(shape)
 
 
-def vector_runs_numpy(words: np.ndarray, most: int = MOST_RUNS) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`vector_runs` with numpy's whole-array operations (the reference the tests compare)."""
-    shape = words.shape[:-1]
+def vector_starts_numpy(words: np.ndarray) -> np.ndarray:
+    """:func:`vector_starts` with numpy's whole-array operations (the reference the tests compare)."""
     if words.shape[-1] == 0:
-        return np.full(shape, -1, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
-    rows = words.reshape(-1, words.shape[-1]).astype(np.int64)
-    breaks = np.diff(rows, axis=1) != 1
-    count = breaks.sum(axis=1) + 1
-    starts = np.where(count == 1, rows[:, 0], -1)
-    several = np.flatnonzero((count > 1) & (count <= most))
-    first = np.cumsum(count[several]) - count[several]  # where each one's runs begin in ``runs``
-    starts[several] = -2 - first
-    sub = rows[several]
-    begins = np.concatenate([np.ones((several.size, 1), dtype=bool), breaks[several]], axis=1)
-    ends = np.concatenate([breaks[several], np.ones((several.size, 1), dtype=bool)], axis=1)
-    r, b = np.nonzero(begins)
-    _, e = np.nonzero(ends)
-    runs = np.stack([sub[r, b], e - b + 1], axis=1).astype(np.int64).reshape(-1, 2)
-    return starts.reshape(shape), runs
+        return np.full(words.shape[:-1], -1, dtype=np.int64)
+    wide = words.astype(np.int64)
+    run = (np.diff(wide, axis=-1) == 1).all(axis=-1)
+    return np.where(run, wide[..., 0], -1)

@@ -95,7 +95,7 @@ class PreparedBatch:
     workers: Workers  # the threads its field copies may use
     in_place: bool  # the codelet's ``in_place`` kernel runs it (until it says it cannot)
     _fields: list[tuple[str, Field, FieldAccess]] | None = None
-    _runs: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    _starts: dict[str, np.ndarray] | None = None
 
     @classmethod
     def of(cls, batch: BatchPlan, codelet: type[Vertex], workers: Workers) -> "PreparedBatch":
@@ -108,13 +108,13 @@ class PreparedBatch:
         return {name: self.batch.state[name] if fld.direction == STATE else self.batch.fields[name]
                 for name, fld in self.codelet.fields.items()}
 
-    def runs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """How each vector of each edge field lies in tile memory, one run of words, a few, or
-        scattered (``kernels.vector_runs``), worked out on first use."""
-        if self._runs is None:
-            self._runs = {name: kernels.vector_runs(self.batch.fields[name])
-                          for name, fld in self.codelet.fields.items() if fld.direction != STATE}
-        return self._runs
+    def starts(self) -> dict[str, np.ndarray]:
+        """Where each vector of each edge field starts if it is one run of words, else -1
+        (``kernels.vector_starts``), worked out on first use."""
+        if self._starts is None:
+            self._starts = {name: kernels.vector_starts(self.batch.fields[name])
+                            for name, fld in self.codelet.fields.items() if fld.direction != STATE}
+        return self._starts
 
     @property
     def fields(self) -> list[tuple[str, Field, FieldAccess]]:
@@ -178,7 +178,7 @@ def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> No
     codelet = prepared.codelet
     if prepared.in_place:
         try:
-            done = codelet.in_place(memory.view, prepared.words(), prepared.runs())  # type: ignore[misc]
+            done = codelet.in_place(memory.view, prepared.words(), prepared.starts())  # type: ignore[misc]
         except Exception as exc:
             raise _locate_failure(memory, prepared.batch, codelet, step_name, exc) from exc
         if done:
