@@ -3,9 +3,9 @@
 Tile memory is one ``uint8`` array (the used part of each tile, concatenated) viewed as 1-, 2- and
 4-byte items.  Every operand was resolved to word indices at compile time, so a superstep is a
 handful of numpy gathers, one codelet call per batch, and scatters (``access`` finds the fast way
-to do each, once per batch).  A codelet with a compiled ``in_place`` kernel (products and their
-reductions) skips the gather and the scatter: its kernel reads and writes the fields where they
-are.
+to do each, once per batch).  A codelet with a compiled ``in_place`` kernel (float products,
+their partial-sum reductions, ReLU, addition and batch-norm apply) skips the gather and the
+scatter: its kernel reads and writes the fields where they are.
 """
 
 from __future__ import annotations
@@ -33,18 +33,16 @@ class TileMemory:
 
     def __init__(self, nbytes: int, workers: Workers | None = None) -> None:
         self.store = np.zeros(nbytes + (-nbytes) % 8, dtype=np.uint8)
-        self._views: dict[str, np.ndarray] = {}
+        self._views: dict[Any, np.ndarray] = {}
         self.workers = workers or Workers()
         self._moves: dict[int, tuple[Moves, list[Any]]] = {}
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
-        found = self._views.get(dtype)  # by the object given: a superstep asks thousands of times
+        # keyed by the object asked with (a superstep asks thousands of times, and normalising
+        # the key cost more than the lookup); two keys of one type give two views of one memory
+        found = self._views.get(dtype)
         if found is None:
-            found = self._views.get(str(np.dtype(dtype)))
-            if found is None:
-                found = self.store.view(np.dtype(dtype))
-                self._views[str(np.dtype(dtype))] = found
-            self._views[dtype] = found
+            found = self._views[dtype] = self.store.view(np.dtype(dtype))
         return found
 
     def raw(self, itemsize: int) -> np.ndarray:
@@ -85,6 +83,13 @@ def load_codelets(exe: Executable) -> dict[str, type[Vertex]]:
     return {key: exe.codelet_classes.get(key) or resolve_codelet(key.split("#")[0]) for key in exe.codelets}
 
 
+def runs_in_place(codelet: type[Vertex]) -> bool:
+    """Whether the engine hands the codelet's batches to its ``in_place`` kernel.  The choice
+    depends only on the codelet and this machine, never on a batch's size, so every backend runs
+    an instance the same way (in-place kernels give compute's bits anyway)."""
+    return codelet.in_place is not None and kernels.available()
+
+
 @dataclass
 class PreparedBatch:
     """A batch and how it runs: in place by its codelet's compiled kernel, or gathered, with the
@@ -99,9 +104,7 @@ class PreparedBatch:
 
     @classmethod
     def of(cls, batch: BatchPlan, codelet: type[Vertex], workers: Workers) -> "PreparedBatch":
-        # The choice depends only on the codelet and this machine, never on the batch's size, so
-        # every backend runs an instance the same way (in-place kernels give compute's bits anyway).
-        return cls(batch, codelet, workers, codelet.in_place is not None and kernels.available())
+        return cls(batch, codelet, workers, runs_in_place(codelet))
 
     def words(self) -> dict[str, np.ndarray]:
         """Each field's word indices, instance-major (what ``in_place`` reads)."""
@@ -153,7 +156,7 @@ class StepRunner:
         threads, n = self.memory.workers.threads, batch.tiles.size
         elements = sum(words.size for words in batch.fields.values())
         # a compiled in-place kernel has no per-call setup to amortise: smaller batches pay to split
-        smallest = IN_PLACE_PARALLEL_MIN if codelet.in_place is not None else PARALLEL_MIN
+        smallest = IN_PLACE_PARALLEL_MIN if runs_in_place(codelet) else PARALLEL_MIN
         if threads == 1 or n < 2 or elements < smallest:
             return [PreparedBatch.of(batch, codelet, self.memory.workers)]
         bounds = np.linspace(0, n, min(threads, n) + 1).astype(np.int64).tolist()
