@@ -43,8 +43,7 @@ from poplar_like.dtypes import FLOAT, UNSIGNED_INT
 
 
 # The kernels, as plain Python.  ``kernels`` compiles them with numba; they call the helpers
-# ``_load``, ``_store``, ``_apart`` and ``_word`` by their module names, which it first rebinds
-# to compiled versions.
+# (``_load``, ``_store``, ``_apart``, ``_word`` and ``_load_matrix``) by their module names, which it first rebinds to compiled versions.
 #
 # Every field comes as its word indices (instances, ..., length) and ``starts`` (instances, ...):
 # where a vector of the field is one contiguous run of words, the first of them, else -1.  A run
@@ -78,11 +77,14 @@ def _apart_python(first, first_len, second, second_len):
     return first < 0 or second < 0 or first + first_len <= second or second + second_len <= first
 
 
-def _matmul(view, a, a_starts, b, b_starts, out, out_starts, m, k, n):
+def _matmul(view, a, a_starts, a_columns, b, b_starts, b_columns, out, out_starts, m, k, n):
     """``out[v] = a[v] @ b[v]`` for every instance ``v`` (``a``, ``b``, ``out``: (instances,
     m*k / k*n / m*n) word indices; ``m``, ``k``, ``n`` per instance).  An operand that is one
-    run of words goes to BLAS as a view of tile memory, so is the output when it overlaps
-    neither; the rest goes through a scratch block."""
+    run of words goes to BLAS as a view of tile memory, and so does the output when it overlaps
+    neither; the rest goes through a scratch block, filled from one run without indices where
+    the operand is a matrix stored column by column (``*_columns``).  (Handing BLAS that run as
+    a transposed view would skip the copy, but OpenBLAS's kernels for small transposed operands
+    round differently from the ones ``compute``'s gathered blocks get.)"""
     sa = np.empty(max(a.shape[1], 1), dtype=view.dtype)
     sb = np.empty(max(b.shape[1], 1), dtype=view.dtype)
     so = np.empty(max(out.shape[1], 1), dtype=view.dtype)
@@ -98,18 +100,30 @@ def _matmul(view, a, a_starts, b, b_starts, out, out_starts, m, k, n):
         if sa_ >= 0:
             lhs = view[sa_:sa_ + rows * inner].reshape(rows, inner)
         else:
-            _load(view, a, a_starts, v, sa, rows * inner)
+            _load_matrix(view, a, a_starts, a_columns, v, sa, rows, inner)
             lhs = sa[:rows * inner].reshape(rows, inner)
         if sb_ >= 0:
             rhs = view[sb_:sb_ + inner * cols].reshape(inner, cols)
         else:
-            _load(view, b, b_starts, v, sb, inner * cols)
+            _load_matrix(view, b, b_starts, b_columns, v, sb, inner, cols)
             rhs = sb[:inner * cols].reshape(inner, cols)
         if so_ >= 0 and _apart(so_, rows * cols, sa_, rows * inner) and _apart(so_, rows * cols, sb_, inner * cols):
             np.dot(lhs, rhs, view[so_:so_ + rows * cols].reshape(rows, cols))
         else:
             np.dot(lhs, rhs, so[:rows * cols].reshape(rows, cols))
             _store(view, out, out_starts, v, so, rows * cols)
+
+
+def _load_matrix_python(view, words, starts, columns, at, buf, rows, cols):
+    """``buf`` = the (rows, cols) matrix ``at`` of a field, row-major: read column by column from
+    its run where it is stored so (a column's step is ``rows`` words), else by ``_load``."""
+    first = columns[at]
+    if first >= 0 and rows >= 2 and cols >= 2 and words[at, 1] - words[at, 0] == rows:
+        for j in range(cols):
+            for i in range(rows):
+                buf[i * cols + j] = view[first + j * rows + i]
+    else:
+        _load(view, words, starts, at, buf, rows * cols)
 
 
 def _reduce_add(view, partials, partials_starts, out, out_starts):
@@ -176,6 +190,7 @@ def _bn_apply(view, x, x_starts, scale, scale_starts, shift, shift_starts, out, 
 
 
 _load, _store, _apart, _word = _load_python, _store_python, _apart_python, _word_python
+_load_matrix = _load_matrix_python
 
 
 @functools.cache
@@ -187,9 +202,10 @@ def kernels() -> SimpleNamespace | None:
         return None
     if importlib.util.find_spec("scipy") is None:  # pragma: no cover - scipy is a dependency
         return None
-    global _load, _store, _apart, _word
+    global _load, _store, _apart, _word, _load_matrix
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     _load, _store, _apart, _word = jit(_load_python), jit(_store_python), jit(_apart_python), jit(_word_python)
+    _load_matrix = jit(_load_matrix_python)
     return SimpleNamespace(matmul=jit(_matmul), reduce_add=jit(_reduce_add), relu=jit(_relu), add=jit(_add),
                            bn_apply=jit(_bn_apply))
 
@@ -211,7 +227,8 @@ def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
         state = view(UNSIGNED_INT)
         m, k, n = (state[words[name]].astype(np.int64) for name in ("m", "k", "n"))
         check(m, k, n, words["a"].shape[1], words["b"].shape[1], words["out"].shape[1])
-        compiled.matmul(view(FLOAT), *_fields(words, starts, ("a", "b", "out")), m, k, n)
+        compiled.matmul(view(FLOAT), words["a"], starts["a"], starts["a.columns"], words["b"], starts["b"],
+                        starts["b.columns"], words["out"], starts["out"], m, k, n)
         return True
 
     return in_place

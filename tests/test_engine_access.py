@@ -47,17 +47,21 @@ def _store(size: int, seed: int = 0) -> np.ndarray:
 
 @st.composite
 def field_words(draw):
-    """Word indices of a field (rows, width) mixing runs of several lengths and scattered words."""
+    """Word indices of a field (rows, width) mixing runs of several lengths, matrices stored
+    column by column and scattered words."""
     rows = draw(st.integers(0, 12))
     width = draw(st.integers(1, 40))
     size = 400
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kind = draw(st.sampled_from(["rows", "runs", "scattered", "mixed"]))
+    kind = draw(st.sampled_from(["rows", "runs", "columns", "scattered", "mixed"]))
     run = draw(st.sampled_from([d for d in range(1, width + 1) if width % d == 0]))
     words = np.empty((rows, width), dtype=np.int32)
     for r in range(rows):
-        row_kind = kind if kind != "mixed" else ("rows" if rng.random() < 0.7 else "scattered")
-        if row_kind == "rows":
+        row_kind = kind if kind != "mixed" else str(rng.choice(["rows", "columns", "scattered"], p=[0.5, 0.3, 0.2]))
+        if row_kind == "columns":  # a (width // run, run) matrix, stored column by column
+            e = np.arange(width)
+            words[r] = rng.integers(0, size - width) + (e % run) * (width // run) + e // run
+        elif row_kind == "rows":
             words[r] = rng.integers(0, size - width) + np.arange(width)
         elif row_kind == "runs":
             starts = rng.integers(0, size - run, size=width // run)
@@ -312,6 +316,32 @@ def test_vector_starts_of_runs_single_words_and_empty_vectors():
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+@settings(max_examples=100, deadline=None)
+@given(words=field_words(), wide=st.booleans())
+def test_compiled_vector_columns_match_numpy(words, wide):
+    words = words.astype(np.int64 if wide else np.int32)
+    got, want = kernels.vector_columns(words), kernels.vector_columns_numpy(words)
+    assert got.shape == want.shape == words.shape[:-1] and got.dtype == want.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_vector_columns_finds_matrices_stored_column_by_column():
+    e = np.arange(6)
+    words = np.array([10 + (e % 3) * 2 + e // 3,  # a 2x3 matrix stored by columns
+                      10 + (e % 2) * 3 + e // 2,  # a 3x2 one
+                      10 + e,  # a run (a matrix of one row, or one column)
+                      [10, 12, 14, 11, 13, 16],  # a wrong last word
+                      [10, 10, 10, 10, 10, 10]], dtype=np.int32)
+    want = [10, 10, -1, -1, -1]
+    np.testing.assert_array_equal(kernels.vector_columns_numpy(words), want)
+    assert kernels.vector_columns_numpy(words[:, :3]).tolist() == [-1] * 5  # too short for 2x2
+    assert kernels.vector_columns_numpy(words[:, :0]).tolist() == [-1] * 5
+    if kernels.available():
+        np.testing.assert_array_equal(kernels.vector_columns(words), want)
+        assert kernels.vector_columns(words[:, :0]).tolist() == [-1] * 5
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 def test_compiled_loops_copy_bits_not_values():
     """NaN payloads and half values pass through unchanged (the loops move raw words)."""
     payloads = np.array([0x7FC00001, 0xFFC12345, 0x00000001, 0x7F800000], dtype=np.uint32)
@@ -325,3 +355,32 @@ def test_compiled_loops_copy_bits_not_values():
         store = np.zeros(8, dtype=np.float16)
         access.put_words(store, np.array([7, 6, 5, 4], dtype=np.int32), halves, w)
         np.testing.assert_array_equal(store[4:].view(np.uint16), halves[::-1].view(np.uint16))
+
+
+def test_what_one_tile_sends_another_arrives_in_the_senders_order():
+    # A vertex on tile 1 reads a block of tile 0's matrix transposed (an im2col block of a 1x1
+    # convolution reads the input channel-minor like this).  Its exchange slots are in element
+    # order, so the exchange is one run of words on both sides (one memmove), and the field reads
+    # the slots as a matrix stored column by column.
+    import codelets
+    import poplar_like as pl
+
+    graph = pl.Graph(pl.IPUModel("ipu2", tiles_per_ipu=2).create_device())
+    x = graph.add_variable(pl.FLOAT, (8, 6), "x")
+    graph.set_tile_mapping(x, 0)
+    y = graph.add_variable(pl.FLOAT, (6, 8), "y")
+    graph.set_tile_mapping(y, 1)
+    cs = graph.add_compute_set("relu")
+    graph.add_vertex(cs, codelets.unary("relu", pl.FLOAT), {"inp": x[2:7].transpose().flatten(),
+                                                            "out": y[:, :5].flatten()}, tile=1)
+    exe = pl.compile_graph(graph, pl.Execute(cs))
+    pre = exe.computes[0].pre
+    starts, lengths = kernels.long_runs_numpy(pre.src[4], pre.dst[4], 8)
+    assert lengths.tolist() == [30, 0]  # the 5 rows x 6 columns block, one run, then the sentinel
+    (batch,) = exe.computes[0].batches
+    np.testing.assert_array_equal(kernels.vector_columns_numpy(batch.fields["inp"]), [pre.dst[4][0]])
+    engine = pl.Engine(exe)
+    values = np.arange(-24, 24, dtype=np.float32).reshape(8, 6)
+    engine.write_tensor(x, values)
+    engine.run()
+    np.testing.assert_array_equal(engine.read_tensor(y)[:, :5], np.maximum(values[2:7].T, 0))

@@ -14,7 +14,7 @@ import poplar_like as pl
 from codelets import _in_place
 from poplar_like.codelet import INPUT, STATE
 from poplar_like.dtypes import FLOAT, UNSIGNED_INT
-from poplar_like.engine import kernels
+from poplar_like.engine import kernels, local
 from poplar_like.errors import CodeletError
 
 from helpers import small_graph, variable
@@ -55,7 +55,7 @@ def _lay_out(arrays: dict[str, np.ndarray], seed: int, runs: float = 0.6) -> tup
 
 
 def _starts(cls, words: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: kernels.vector_starts(words[name]) for name, fld in cls.fields.items() if fld.direction != STATE}
+    return local.vector_starts(cls, words)
 
 
 def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +119,63 @@ def test_a_real_sized_product_block_gives_compute_bits():
     # a ResNet-50 cell: 49 x 64 times 64 x 32, blocked by BLAS
     arrays = _matmul_arrays(np.random.default_rng(4), 8, 49, 64, 32)
     gathered, in_place = _run_both(codelets.MatMulPartial[FLOAT], arrays)
+    assert_same_words(in_place, gathered)
+
+
+def _column_stored(words: np.ndarray, rows: int, cols: int, store: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """``words`` with the vectors ``which`` moved to one run each, holding their (rows, cols)
+    matrix column by column, as a tile's exchange buffer holds a block that arrives in its
+    owner's order (values moved along)."""
+    moved = words.copy()
+    for r in which.tolist():
+        first = int(words[r].min())  # the room the vector had (twice its length) is enough
+        order = (np.arange(rows * cols) % cols) * rows + np.arange(rows * cols) // cols
+        values = store[words[r]].copy()
+        moved[r] = first + order
+        store[moved[r]] = values
+    return moved
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(1, 5), m=st.integers(1, 9), k=st.integers(1, 40), n=st.integers(1, 9),
+       overlap=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_matmul_operands_stored_column_by_column_give_compute_bits(count, m, k, n, overlap, seed):
+    # An operand block stored column by column in one run is read from it without indices: the
+    # same bits as the gathered product, also when the output lies over it.
+    rng = np.random.default_rng(seed)
+    cls = codelets.MatMulPartial[FLOAT]
+    store, words = _lay_out(_matmul_arrays(rng, count, m, k, n), seed, runs=0.3)
+    words["a"] = _column_stored(words["a"], m, k, store, np.flatnonzero(rng.random(count) < 0.7))
+    words["b"] = _column_stored(words["b"], k, n, store, np.flatnonzero(rng.random(count) < 0.7))
+    if overlap:  # instance 0 writes its output over its own lhs, starting one word in
+        first = int(words["a"][0].min())
+        if m * k >= m * n + 1:
+            words["out"][0] = first + 1 + np.arange(m * n)
+    starts = _starts(cls, words)
+    gathered = store.copy()
+    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
+    cls.compute(**args)
+    gathered.view(np.float32)[words["out"]] = args["out"]
+    in_place = store.copy()
+    assert cls.in_place(in_place.view, words, starts) is True
+    assert_same_words(in_place, gathered)
+
+
+def test_a_column_stored_block_is_found_and_read_in_place():
+    # a 1x1 convolution's im2col block (49 positions x 64 channels) as the exchange delivers it:
+    # channel by channel
+    rng = np.random.default_rng(5)
+    cls = codelets.MatMulPartial[FLOAT]
+    store, words = _lay_out(_matmul_arrays(rng, 4, 49, 64, 32), 5, runs=0.0)
+    words["a"] = _column_stored(words["a"], 49, 64, store, np.arange(4))
+    starts = _starts(cls, words)
+    assert (starts["a.columns"] == words["a"][:, 0]).all() and (starts["a"] == -1).all()
+    assert (starts["b.columns"] == -1).all()
+    gathered, in_place = store.copy(), store.copy()
+    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
+    cls.compute(**args)
+    gathered.view(np.float32)[words["out"]] = args["out"]
+    assert cls.in_place(in_place.view, words, starts) is True
     assert_same_words(in_place, gathered)
 
 

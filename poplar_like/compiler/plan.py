@@ -166,12 +166,17 @@ def _elements_sent(read_elems: np.ndarray, elem_tile: np.ndarray, stamps: Elemen
 
 def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], stamps: ElementStamps,
                   num_tiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One slot per distinct (tile, element) among the remote accesses, in O(entries).
+    """One slot per distinct (tile, element) among the remote accesses, in O(entries) plus a sort
+    of each tile's distinct elements.
 
     Entries are radix-sorted by tile; then, tile by tile (a loop over tiles, never over elements),
-    a stamp array over element ids picks one representative entry per element.  Returns each
-    entry's slot (in the order the parts were given), the number of slots on each tile (slots are
-    sorted by tile) and each slot's element.
+    a stamp array over element ids picks the distinct elements, which become the tile's slots in
+    element order.  That order is the order of their owners' memory (a variable keeps its
+    elements on a tile in id order), so what one tile sends to another arrives as long runs of
+    consecutive words: the engine copies a run with one memmove, where the order vertices read in
+    (an im2col patch row takes one word per channel) would break it into single words.  Returns
+    each entry's slot (in the order the parts were given), the number of slots on each tile
+    (slots are sorted by tile) and each slot's element.
     """
     if not tile_parts:
         return np.zeros(0, dtype=np.int32), np.zeros(num_tiles, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -180,29 +185,32 @@ def _dedupe_slots(tile_parts: list[np.ndarray], elem_parts: list[np.ndarray], st
     n = tiles.size
     index = np.int32 if n < 2 ** 31 else np.int64
     order = stable_order(tiles, num_tiles)
-    sorted_tiles = tiles if order is None else tiles[order]
     sorted_elems = elems if order is None else elems[order]
-    counts = np.bincount(sorted_tiles, minlength=num_tiles)
+    counts = np.bincount(tiles, minlength=num_tiles)
     ends = np.cumsum(counts)
     position = np.arange(n, dtype=index)
-    representative = np.empty(n, dtype=index)
+    slot_of_sorted = np.empty(n, dtype=index)
+    slot_elems: list[np.ndarray] = []
+    slot_counts = np.zeros(num_tiles, dtype=np.int64)
     stamp = stamps.take(index)
+    slots = 0
     for tile in np.flatnonzero(counts).tolist():
         lo, hi = int(ends[tile] - counts[tile]), int(ends[tile])
         segment = sorted_elems[lo:hi]
         stamp[segment] = position[lo:hi]
-        representative[lo:hi] = stamp[segment]
+        distinct = np.sort(segment[stamp[segment] == position[lo:hi]])
+        stamp[distinct] = np.arange(slots, slots + distinct.size, dtype=index)
+        slot_of_sorted[lo:hi] = stamp[segment]
+        slot_elems.append(distinct)
+        slot_counts[tile] = distinct.size
+        slots += distinct.size
     stamps.release(stamp, sorted_elems)
-    is_slot = representative == position
-    slot_number = (np.cumsum(is_slot, dtype=np.int64) - 1).astype(index)
-    slot_of_sorted = slot_number[representative]
     if order is None:
         slot_of_entry = slot_of_sorted
     else:
         slot_of_entry = np.empty(n, dtype=index)
         slot_of_entry[order] = slot_of_sorted
-    slot_counts = np.bincount(sorted_tiles[is_slot], minlength=num_tiles).astype(np.int64)
-    return slot_of_entry, slot_counts, sorted_elems[is_slot]
+    return slot_of_entry, slot_counts, np.concatenate(slot_elems)
 
 
 def plan_copy(graph: Graph, copy: Copy, index: int) -> CopyDraft:

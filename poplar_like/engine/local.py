@@ -112,11 +112,9 @@ class PreparedBatch:
                 for name, fld in self.codelet.fields.items()}
 
     def starts(self) -> dict[str, np.ndarray]:
-        """Where each vector of each edge field starts if it is one run of words, else -1
-        (``kernels.vector_starts``), worked out on first use."""
+        """:func:`vector_starts` of the batch's fields, worked out on first use."""
         if self._starts is None:
-            self._starts = {name: kernels.vector_starts(self.batch.fields[name])
-                            for name, fld in self.codelet.fields.items() if fld.direction != STATE}
+            self._starts = vector_starts(self.codelet, self.batch.fields)
         return self._starts
 
     @property
@@ -126,6 +124,19 @@ class PreparedBatch:
             self._fields = [(name, fld, FieldAccess(words)) for (name, words), fld
                             in zip(self.words().items(), self.codelet.fields.values(), strict=True)]
         return self._fields
+
+
+def vector_starts(codelet: type[Vertex], fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What ``in_place`` gets as ``starts``: for each edge field ``f``, ``starts[f]``, where each of
+    its vectors starts if it is one run of words, else -1 (``kernels.vector_starts``), and
+    ``starts[f + ".columns"]``, where it starts if it is a matrix stored column by column, else
+    -1 (``kernels.vector_columns``)."""
+    starts: dict[str, np.ndarray] = {}
+    for name, fld in codelet.fields.items():
+        if fld.direction != STATE:
+            starts[name] = kernels.vector_starts(fields[name])
+            starts[f"{name}.columns"] = kernels.vector_columns(fields[name])
+    return starts
 
 
 def rows_of(batch: BatchPlan, lo: int, hi: int) -> BatchPlan:
