@@ -43,33 +43,43 @@ from poplar_like.dtypes import FLOAT, UNSIGNED_INT
 
 
 # The kernels, as plain Python.  ``kernels`` compiles them with numba; they call the helpers
-# (``_load``, ``_store``, ``_apart``, ``_word`` and ``_load_matrix``) by their module names, which it first rebinds to compiled versions.
+# (``_load``, ``_store``, ``_apart``, ``_word`` and ``_load_matrix``) by their module names,
+# which it first rebinds to compiled versions.
 #
 # Every field comes as its word indices (instances, ..., length) and ``starts`` (instances, ...):
 # where a vector of the field is one contiguous run of words, the first of them, else -1.  A run
 # is read or written as a slice, with no index per element (the engine works the starts out once).
+#
+# Indices into tile memory are made unsigned (``_unsigned``): numba wraps a negative signed index
+# round the array's end, a test per element that also keeps LLVM from vectorising the loop; with
+# unsigned ones a sum of runs runs 5 times as fast.  (A word index is never negative.)
 def _load_python(view, words, starts, at, buf, n):
     """``buf[:n]`` = the vector ``at`` of a field (``at`` indexes ``words`` and ``starts``)."""
     s = starts[at]
     if s >= 0:
-        for e in range(n):
-            buf[e] = view[s + e]
+        first = _unsigned(s)
+        for e in range(_unsigned(n)):
+            buf[e] = view[first + e]
     else:
         row = words[at]
-        for e in range(n):
-            buf[e] = view[row[e]]
+        for e in range(_unsigned(n)):
+            buf[e] = view[_unsigned(row[e])]
 
 
 def _store_python(view, words, starts, at, buf, n):
     """The vector ``at`` of a field = ``buf[:n]``."""
     s = starts[at]
     if s >= 0:
-        for e in range(n):
-            view[s + e] = buf[e]
+        first = _unsigned(s)
+        for e in range(_unsigned(n)):
+            view[first + e] = buf[e]
     else:
         row = words[at]
-        for e in range(n):
-            view[row[e]] = buf[e]
+        for e in range(_unsigned(n)):
+            view[_unsigned(row[e])] = buf[e]
+
+
+_unsigned = np.uint64  # an index numba knows is not negative (see the note above ``_load_python``)
 
 
 def _apart_python(first, first_len, second, second_len):
@@ -121,7 +131,7 @@ def _load_matrix_python(view, words, starts, columns, at, buf, rows, cols):
     if first >= 0 and rows >= 2 and cols >= 2 and words[at, 1] - words[at, 0] == rows:
         for j in range(cols):
             for i in range(rows):
-                buf[i * cols + j] = view[first + j * rows + i]
+                buf[i * cols + j] = view[_unsigned(first + j * rows + i)]
     else:
         _load(view, words, starts, at, buf, rows * cols)
 
@@ -139,19 +149,20 @@ def _reduce_add(view, partials, partials_starts, out, out_starts):
             for j in range(1, count):
                 s = partials_starts[v, j]
                 if s >= 0:
-                    for e in range(length):
-                        acc[e] += view[s + e]
+                    first = _unsigned(s)
+                    for e in range(_unsigned(length)):
+                        acc[e] += view[first + e]
                 else:
                     row = partials[v, j]
-                    for e in range(length):
-                        acc[e] += view[row[e]]
+                    for e in range(_unsigned(length)):
+                        acc[e] += view[_unsigned(row[e])]
         _store(view, out, out_starts, v, acc, length)
 
 
 def _word_python(words, start, v, e):
     """The word of element ``e`` of vector ``v``: by its run's start when it has one (a branch the
     compiler hoists out of the loop over ``e``), else by its index."""
-    return start + e if start >= 0 else words[v, e]
+    return _unsigned(start + e) if start >= 0 else _unsigned(words[v, e])
 
 
 def _relu(view, inp, inp_starts, out, out_starts):
