@@ -8,8 +8,10 @@ in: ResNet-50's inference gathers 265 million product operand elements, writes t
 once and reads them once more, and that was half of the time its products took.  A kernel here
 runs the same instances where their fields live: an operand that lies in one run of words (a
 block of weights in its exchange buffer, a partial) is handed to BLAS as a view of tile memory,
-or read as a slice; the rest (im2col patches) is copied word by word into a small scratch that
-stays in cache.  The gathered arrays are never made.
+or read as a slice; one stored column by column in a run (a 1x1 convolution's im2col block, as
+the exchange delivers it: channel by channel) is copied from that run into a small scratch that
+stays in cache, and the rest (3x3 im2col patches) word by word by index.  The gathered arrays
+are never made.
 
 Every kernel reads all of an instance's inputs before it writes any of its outputs, as the
 gather path does: a vertex may write over what it reads (``out`` overlapping ``a``), while two
