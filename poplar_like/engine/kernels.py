@@ -246,13 +246,7 @@ def vector_starts(words: np.ndarray) -> np.ndarray:
     """For every vector of a field (its word indices' last axis): its first word where the vector
     is one run of consecutive words, else -1; shape ``words.shape[:-1]``, int64.  A codelet's
     ``in_place`` kernel reads and writes such a vector as a slice, without its indices."""
-    shape = words.shape[:-1]
-    if words.shape[-1] == 0:
-        return np.full(shape, -1, dtype=np.int64)
-    rows = np.ascontiguousarray(words).reshape(-1, words.shape[-1])
-    starts = np.empty(rows.shape[0], dtype=np.int64)
-    _loops().vector_starts(rows, starts)
-    return starts.reshape(shape)
+    return _per_vector(words, 1, _loops().vector_starts)
 
 
 def vector_starts_numpy(words: np.ndarray) -> np.ndarray:
@@ -272,13 +266,19 @@ def vector_columns(words: np.ndarray) -> np.ndarray:
     kernel that knows the matrix's shape checks that it has ``R`` rows.  That is how a product's
     operand block arrives when the exchange delivers a tile's slots in its senders' order: an
     im2col block of a 1x1 convolution is a block of channels of the input, channel by channel,
-    and a BLAS call reads it as the transpose of a contiguous block."""
+    which the product kernel copies from its run without reading an index per element."""
+    return _per_vector(words, 4, _loops().vector_columns)  # 2x2 is the smallest such matrix
+
+
+def _per_vector(words: np.ndarray, shortest: int, loop) -> np.ndarray:
+    """``loop(rows, starts)`` over the field's vectors as rows; -1 for all where vectors are
+    shorter than ``shortest`` words."""
     shape = words.shape[:-1]
-    if words.shape[-1] < 4:  # a 2x2 matrix is the smallest with two rows and two columns
+    if words.shape[-1] < shortest:
         return np.full(shape, -1, dtype=np.int64)
     rows = np.ascontiguousarray(words).reshape(-1, words.shape[-1])
     starts = np.empty(rows.shape[0], dtype=np.int64)
-    _loops().vector_columns(rows, starts)
+    loop(rows, starts)
     return starts.reshape(shape)
 
 
