@@ -21,7 +21,9 @@ does, so the bits are the same (NaN payloads aside: which NaN an operation on tw
 differs between numpy's vector and scalar loops already, and between those and these):
 
 * ``MatMulPartial`` float: one BLAS product per instance, as ``np.matmul`` makes for a batch
-  (numba's ``np.dot`` calls the BLAS that scipy ships, the one numpy itself uses);
+  (numba's ``np.dot`` calls the BLAS that scipy ships, the one numpy itself uses).  A batch
+  with a product of one row or one column is left to the gather path: numba turns those into
+  matrix-vector calls that may round differently from numpy's;
 * ``ReduceAdd`` float: the partials added in list order in float32;
 * ``Relu``, ``Add`` and ``BnApply`` float, the elementwise steps between the products: the
   same float32 operations, one element at a time.
@@ -240,6 +242,11 @@ def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
         state = view(UNSIGNED_INT)
         m, k, n = (state[words[name]].astype(np.int64) for name in ("m", "k", "n"))
         check(m, k, n, words["a"].shape[1], words["b"].shape[1], words["out"].shape[1])
+        if bool(((m == 1) | (n == 1)).any()):
+            # numba hands a product with one row or one column to BLAS's matrix-vector (or dot)
+            # routine, where numpy's matmul, in ``compute``, can round differently (seen for a
+            # 4x7 by 7x1 product): such a batch (a classifier at batch 1) is gathered instead
+            return False
         compiled.matmul(view(FLOAT), words["a"], starts["a"], starts["a.columns"], words["b"], starts["b"],
                         starts["b.columns"], words["out"], starts["out"], m, k, n)
         return True
