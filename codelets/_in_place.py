@@ -9,9 +9,10 @@ once and reads them once more, and that was half of the time its products took. 
 runs the same instances where their fields live: an operand that lies in one run of words (a
 block of weights in its exchange buffer, a partial) is handed to BLAS as a view of tile memory,
 or read as a slice; one stored column by column in a run (a 1x1 convolution's im2col block, as
-the exchange delivers it: channel by channel) is copied from that run into a small scratch that
-stays in cache, and the rest (3x3 im2col patches) word by word by index.  The gathered arrays
-are never made.
+the exchange delivers it: channel by channel) or made of a few runs (a block of weights, part
+on the vertex's tile and part received) is copied from its runs into a small scratch that stays
+in cache, and the rest (3x3 im2col patches) word by word by index.  The gathered arrays are
+never made.
 
 Every kernel reads all of an instance's inputs before it writes any of its outputs, as the
 gather path does: a vertex may write over what it reads (``out`` overlapping ``a``), while two
@@ -91,12 +92,14 @@ def _apart_python(first, first_len, second, second_len):
     return first < 0 or second < 0 or first + first_len <= second or second + second_len <= first
 
 
-def _matmul(view, a, a_starts, a_columns, b, b_starts, b_columns, out, out_starts, m, k, n):
+def _matmul(view, a, a_starts, a_columns, a_runs, a_table, b, b_starts, b_columns, b_runs, b_table, out, out_starts,
+            m, k, n):
     """``out[v] = a[v] @ b[v]`` for every instance ``v`` (``a``, ``b``, ``out``: (instances,
     m*k / k*n / m*n) word indices; ``m``, ``k``, ``n`` per instance).  An operand that is one
     run of words goes to BLAS as a view of tile memory, and so does the output when it overlaps
-    neither; the rest goes through a scratch block, filled from one run without indices where
-    the operand is a matrix stored column by column (``*_columns``).  (Handing BLAS that run as
+    neither; the rest goes through a scratch block, filled without indices where the operand is
+    a matrix stored column by column in one run (``*_columns``) or a few runs (``*_runs``, rows of
+    ``*_table``), else word by word.  (Handing BLAS that run as
     a transposed view would skip the copy, but OpenBLAS's kernels for small transposed operands
     round differently from the ones ``compute``'s gathered blocks get.)"""
     sa = np.empty(max(a.shape[1], 1), dtype=view.dtype)
@@ -114,12 +117,12 @@ def _matmul(view, a, a_starts, a_columns, b, b_starts, b_columns, out, out_start
         if sa_ >= 0:
             lhs = view[sa_:sa_ + rows * inner].reshape(rows, inner)
         else:
-            _load_matrix(view, a, a_starts, a_columns, v, sa, rows, inner)
+            _load_matrix(view, a, a_starts, a_columns, a_runs, a_table, v, sa, rows, inner)
             lhs = sa[:rows * inner].reshape(rows, inner)
         if sb_ >= 0:
             rhs = view[sb_:sb_ + inner * cols].reshape(inner, cols)
         else:
-            _load_matrix(view, b, b_starts, b_columns, v, sb, inner, cols)
+            _load_matrix(view, b, b_starts, b_columns, b_runs, b_table, v, sb, inner, cols)
             rhs = sb[:inner * cols].reshape(inner, cols)
         if so_ >= 0 and _apart(so_, rows * cols, sa_, rows * inner) and _apart(so_, rows * cols, sb_, inner * cols):
             np.dot(lhs, rhs, view[so_:so_ + rows * cols].reshape(rows, cols))
@@ -128,14 +131,23 @@ def _matmul(view, a, a_starts, a_columns, b, b_starts, b_columns, out, out_start
             _store(view, out, out_starts, v, so, rows * cols)
 
 
-def _load_matrix_python(view, words, starts, columns, at, buf, rows, cols):
+def _load_matrix_python(view, words, starts, columns, runs, table, at, buf, rows, cols):
     """``buf`` = the (rows, cols) matrix ``at`` of a field, row-major: read column by column from
-    its run where it is stored so (a column's step is ``rows`` words), else by ``_load``."""
+    its run where it is stored so (a column's step is ``rows`` words), run by run where it is a
+    few runs, else by ``_load``."""
     first = columns[at]
     if first >= 0 and rows >= 2 and cols >= 2 and words[at, 1] - words[at, 0] == rows:
         for j in range(cols):
             for i in range(rows):
                 buf[i * cols + j] = view[_unsigned(first + j * rows + i)]
+    elif runs[at] >= 0:
+        row, e = runs[at], 0
+        while e < rows * cols:
+            first, length = _unsigned(table[row, 0]), table[row, 1]
+            for j in range(_unsigned(length)):
+                buf[e + j] = view[first + j]
+            e += length
+            row += 1
     else:
         _load(view, words, starts, at, buf, rows * cols)
 
@@ -247,11 +259,17 @@ def matmul_in_place(check: Callable[..., None]) -> Callable[..., bool]:
             # routine, where numpy's matmul, in ``compute``, can round differently (seen for a
             # 4x7 by 7x1 product): such a batch (a classifier at batch 1) is gathered instead
             return False
-        compiled.matmul(view(FLOAT), words["a"], starts["a"], starts["a.columns"], words["b"], starts["b"],
-                        starts["b.columns"], words["out"], starts["out"], m, k, n)
+        compiled.matmul(view(FLOAT), *_operand(words, starts, "a"), *_operand(words, starts, "b"), words["out"],
+                        starts["out"], m, k, n)
         return True
 
     return in_place
+
+
+def _operand(words: dict[str, np.ndarray], starts: dict[str, np.ndarray], name: str) -> tuple:
+    """A product operand's arguments: its words and every layout the engine found for it."""
+    return (words[name], starts[name], starts[f"{name}.columns"], starts[f"{name}.runs"],
+            starts[f"{name}.run_table"])
 
 
 def fields_in_place(kernel: str, inputs: tuple[str, ...], output: str,

@@ -18,9 +18,11 @@ A codelet declares its fields (edges to tensor regions, or scalar vertex state) 
   tile memory as an array of that type, ``words`` maps each field name to its word indices in
   that view, instance-major as ``compute`` would see the field, and ``starts`` maps each edge
   field to the first word of each of its vectors where that vector is one run of consecutive
-  words, else -1 (so a kernel can read and write runs as slices), and ``"<field>.columns"`` to
+  words, else -1 (so a kernel can read and write runs as slices); ``"<field>.columns"`` to
   the first word of each vector that is a matrix stored column by column in one run, else -1
-  (``engine.kernels.vector_columns``: how a block read transposed arrives by exchange).  It must compute exactly what
+  (``engine.kernels.vector_columns``: how a block read transposed arrives by exchange); and
+  ``"<field>.runs"`` and ``"<field>.run_table"`` to the runs of each vector made of a few
+  (``engine.kernels.vector_runs``: a block of weights, part local and part received).  It must compute exactly what
   ``compute`` computes, bit for bit (NaN payloads aside: which NaN an operation on two NaNs gives
   is the processor's choice; the tests hold the built-in ones to that), raise as
   ``compute`` does on bad sizes, and return False, touching nothing, when it cannot run here

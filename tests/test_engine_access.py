@@ -325,6 +325,31 @@ def test_compiled_vector_columns_match_numpy(words, wide):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+@settings(max_examples=100, deadline=None)
+@given(words=field_words(), wide=st.booleans())
+def test_compiled_vector_runs_match_numpy(words, wide):
+    words = words.astype(np.int64 if wide else np.int32)
+    (rows, table), (want_rows, want_table) = kernels.vector_runs(words), kernels.vector_runs_numpy(words)
+    assert rows.shape == want_rows.shape == words.shape[:-1] and rows.dtype == want_rows.dtype == np.int64
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(table, want_table)
+
+
+def test_vector_runs_lists_vectors_of_a_few_long_runs():
+    runs = [(100, 20), (5, 20)]
+    words = np.array([np.concatenate([first + np.arange(n) for first, n in runs]),  # two runs of 20
+                      np.arange(40),  # one run: not listed (starts has it)
+                      np.arange(40) * 2,  # 40 single words
+                      np.concatenate([300 + np.arange(10), np.arange(30)]),  # runs of 10 and 30
+                      np.concatenate([k * 100 + np.arange(4) for k in range(10)])],  # 10 runs: too many
+                     dtype=np.int32)
+    for rows, table in [kernels.vector_runs_numpy(words)] + ([kernels.vector_runs(words)] if kernels.available() else []):
+        assert rows.tolist() == [0, -1, -1, 2, -1]
+        assert table.tolist() == [[100, 20], [5, 20], [300, 10], [0, 30]]
+        assert kernels.vector_runs_numpy(words[:, :0])[0].tolist() == [-1] * 5
+
+
 def test_vector_columns_finds_matrices_stored_column_by_column():
     e = np.arange(6)
     words = np.array([10 + (e % 3) * 2 + e // 3,  # a 2x3 matrix stored by columns

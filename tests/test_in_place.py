@@ -86,6 +86,18 @@ def assert_same_words(actual: np.ndarray, expected: np.ndarray) -> None:
     assert bad.size == 0, f"{bad.size} words differ, first at {bad[:5]}: {actual[bad[:5]]} != {expected[bad[:5]]}"
 
 
+def assert_in_place_gives_compute_bits(cls, store: np.ndarray, words: dict[str, np.ndarray],
+                                      starts: dict[str, np.ndarray]) -> None:
+    """``in_place`` on one copy of the store, ``compute`` on gathered fields (its ``out`` scattered
+    back) on another: the same words."""
+    gathered, in_place = store.copy(), store.copy()
+    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
+    cls.compute(**args)
+    gathered.view(np.float32)[words["out"]] = args["out"]
+    assert cls.in_place(in_place.view, words, starts) is True
+    assert_same_words(in_place, gathered)
+
+
 def _matmul_arrays(rng, count: int, m: int, k: int, n: int, specials: bool = False) -> dict[str, np.ndarray]:
     a = rng.standard_normal((count, m * k)).astype(np.float32)
     b = rng.standard_normal((count, k * n)).astype(np.float32)
@@ -167,13 +179,39 @@ def test_matmul_operands_stored_column_by_column_give_compute_bits(count, m, k, 
         if m * k >= m * n + 1:
             words["out"][0] = first + 1 + np.arange(m * n)
     starts = _starts(cls, words)
-    gathered = store.copy()
-    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
-    cls.compute(**args)
-    gathered.view(np.float32)[words["out"]] = args["out"]
-    in_place = store.copy()
-    assert cls.in_place(in_place.view, words, starts) is True
-    assert_same_words(in_place, gathered)
+    assert_in_place_gives_compute_bits(cls, store, words, starts)
+
+
+def _in_runs(words: np.ndarray, store: np.ndarray, pieces: int, rng) -> np.ndarray:
+    """``words`` with every vector moved to ``pieces`` runs at separate places (values moved
+    along), as a product's block of weights lies: part on the vertex's tile, part received."""
+    moved = words.copy()
+    length = words.shape[1]
+    cuts = np.sort(rng.choice(np.arange(1, length), pieces - 1, replace=False))
+    top = int(store.size) - 3 * length * words.shape[0] - 8
+    for r in range(words.shape[0]):
+        values = store[words[r]].copy()
+        parts = np.split(np.arange(length), cuts)
+        places = top + r * 3 * length + np.cumsum([0] + [p.size + 3 for p in parts[:-1]])[::-1]
+        moved[r] = np.concatenate([place + np.arange(p.size) for place, p in zip(places, parts)])
+        store[moved[r]] = values
+    return moved
+
+
+@pytest.mark.parametrize("pieces", [2, 3, 8])
+def test_operands_of_a_few_runs_are_found_and_read_run_by_run(pieces):
+    rng = np.random.default_rng(pieces)
+    cls = codelets.MatMulPartial[FLOAT]
+    arrays = _matmul_arrays(rng, 4, 6, 32, 16)
+    store, words = _lay_out(arrays, pieces, runs=0.0)
+    store = np.concatenate([store, rng.integers(0, 2**32, 3 * 6 * 32 * 4 + 3 * 32 * 16 * 4 + 64,
+                                                dtype=np.uint64).astype(np.uint32)])
+    words["b"] = _in_runs(words["b"], store, pieces, rng)
+    starts = _starts(cls, words)
+    assert (starts["b.runs"] >= 0).all() and (starts["b"] == -1).all()
+    table = starts["b.run_table"]
+    assert table.shape == (4 * pieces, 2) and (table[:, 1].reshape(4, pieces).sum(axis=1) == 32 * 16).all()
+    assert_in_place_gives_compute_bits(cls, store, words, starts)
 
 
 def test_a_column_stored_block_is_found_and_read_in_place():
@@ -186,12 +224,7 @@ def test_a_column_stored_block_is_found_and_read_in_place():
     starts = _starts(cls, words)
     assert (starts["a.columns"] == words["a"][:, 0]).all() and (starts["a"] == -1).all()
     assert (starts["b.columns"] == -1).all()
-    gathered, in_place = store.copy(), store.copy()
-    args = {name: gathered.view(fld.type.dtype)[words[name]] for name, fld in cls.fields.items()}
-    cls.compute(**args)
-    gathered.view(np.float32)[words["out"]] = args["out"]
-    assert cls.in_place(in_place.view, words, starts) is True
-    assert_same_words(in_place, gathered)
+    assert_in_place_gives_compute_bits(cls, store, words, starts)
 
 
 @settings(max_examples=40, deadline=None)

@@ -181,6 +181,33 @@ def _vector_columns(words, starts):
             starts[r] = first
 
 
+def _vector_runs(words, shortest, most, first_row, table):
+    """Where row ``r`` of ``words`` breaks into 2 to ``most`` runs of consecutive words, ``shortest``
+    words or more on average: its runs (first word, length) go to ``table`` from row
+    ``first_row[r]``; else ``first_row[r]`` is -1.  Returns how many table rows were filled."""
+    length = words.shape[1]
+    filled = 0
+    for r in range(words.shape[0]):
+        first_row[r] = -1
+        runs = 1
+        for e in range(1, length):
+            if words[r, e] != words[r, e - 1] + 1:
+                runs += 1
+                if runs > most:
+                    break
+        if runs < 2 or runs > most or length < shortest * runs:
+            continue
+        first_row[r] = filled
+        begin = 0
+        for e in range(1, length + 1):
+            if e == length or words[r, e] != words[r, e - 1] + 1:
+                table[filled, 0] = words[r, begin]
+                table[filled, 1] = e - begin
+                filled += 1
+                begin = e
+    return filled
+
+
 @functools.cache
 def _loops() -> SimpleNamespace | None:
     try:
@@ -192,7 +219,7 @@ def _loops() -> SimpleNamespace | None:
     _copy_run = _compiled_copy_run(numba)
     return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move_mixed=jit(_move_mixed),
                            marks=jit(_marks), long_runs=jit(_long_runs), vector_starts=jit(_vector_starts),
-                           vector_columns=jit(_vector_columns))
+                           vector_columns=jit(_vector_columns), vector_runs=jit(_vector_runs))
 
 
 def gather(view: np.ndarray, words: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
@@ -300,3 +327,43 @@ def vector_columns_numpy(words: np.ndarray) -> np.ndarray:
         stored = ((flat[candidates] - flat[candidates, :1]) == pattern).all(axis=1)
         found[candidates[stored]] = flat[candidates[stored], 0]
     return found.reshape(shape)
+
+
+#: the most runs, and the shortest average run, of a vector that :func:`vector_runs` lists
+FEW_RUNS, SHORTEST_AVERAGE_RUN = 8, 8
+
+
+def vector_runs(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every vector of a field that breaks into a few runs of consecutive words (2 to
+    ``FEW_RUNS``, ``SHORTEST_AVERAGE_RUN`` words or more on average): (the row of its first run
+    in the table, else -1, shape ``words.shape[:-1]``; the table, (rows, 2): each run's first
+    word and length, a vector's runs in order).  A product's block of weights is such a vector
+    (part of it on the vertex's tile, the rest received in one run), and a kernel copies it run
+    by run instead of reading an index per element."""
+    shape, length = words.shape[:-1], words.shape[-1]
+    rows = np.ascontiguousarray(words).reshape(-1, length) if length else None
+    if rows is None or length < 2 * SHORTEST_AVERAGE_RUN:
+        return np.full(shape, -1, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+    first_row = np.empty(rows.shape[0], dtype=np.int64)
+    table = np.empty((rows.shape[0] * min(FEW_RUNS, length // SHORTEST_AVERAGE_RUN), 2), dtype=np.int64)
+    filled = _loops().vector_runs(rows, SHORTEST_AVERAGE_RUN, FEW_RUNS, first_row, table)
+    return first_row.reshape(shape), table[:filled].copy()
+
+
+def vector_runs_numpy(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`vector_runs` with numpy's whole-array operations (the reference the tests compare)."""
+    shape, length = words.shape[:-1], words.shape[-1]
+    if length < 2 * SHORTEST_AVERAGE_RUN:
+        return np.full(shape, -1, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+    flat = words.reshape(-1, length).astype(np.int64)
+    breaks = np.diff(flat, axis=1) != 1
+    runs = breaks.sum(axis=1) + 1
+    listed = (runs >= 2) & (runs <= FEW_RUNS) & (length >= SHORTEST_AVERAGE_RUN * runs)
+    first_row = np.full(flat.shape[0], -1, dtype=np.int64)
+    first_row[listed] = np.concatenate([[0], np.cumsum(runs[listed])[:-1]]).astype(np.int64)
+    starts = [np.concatenate([[0], np.flatnonzero(breaks[r]) + 1]) for r in np.flatnonzero(listed)]
+    table = np.zeros((int(runs[listed].sum()), 2), dtype=np.int64)
+    for r, begin, row in zip(np.flatnonzero(listed), starts, first_row[listed], strict=True):
+        table[row:row + begin.size, 0] = flat[r, begin]
+        table[row:row + begin.size, 1] = np.diff(np.append(begin, length))
+    return first_row.reshape(shape), table

@@ -128,14 +128,16 @@ class PreparedBatch:
 
 def vector_starts(codelet: type[Vertex], fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What ``in_place`` gets as ``starts``: for each edge field ``f``, ``starts[f]``, where each of
-    its vectors starts if it is one run of words, else -1 (``kernels.vector_starts``), and
+    its vectors starts if it is one run of words, else -1 (``kernels.vector_starts``);
     ``starts[f + ".columns"]``, where it starts if it is a matrix stored column by column, else
-    -1 (``kernels.vector_columns``)."""
+    -1 (``kernels.vector_columns``); and ``starts[f + ".runs"]`` and ``starts[f + ".run_table"]``,
+    the runs of the vectors made of a few (``kernels.vector_runs``)."""
     starts: dict[str, np.ndarray] = {}
     for name, fld in codelet.fields.items():
         if fld.direction != STATE:
             starts[name] = kernels.vector_starts(fields[name])
             starts[f"{name}.columns"] = kernels.vector_columns(fields[name])
+            starts[f"{name}.runs"], starts[f"{name}.run_table"] = kernels.vector_runs(fields[name])
     return starts
 
 
