@@ -98,10 +98,10 @@ def _matmul(view, a, a_starts, a_columns, a_runs, a_table, b, b_starts, b_column
     m*k / k*n / m*n) word indices; ``m``, ``k``, ``n`` per instance).  An operand that is one
     run of words goes to BLAS as a view of tile memory, and so does the output when it overlaps
     neither; the rest goes through a scratch block, filled without indices where the operand is
-    a matrix stored column by column in one run (``*_columns``) or a few runs (``*_runs``, rows of
-    ``*_table``), else word by word.  (Handing BLAS that run as
-    a transposed view would skip the copy, but OpenBLAS's kernels for small transposed operands
-    round differently from the ones ``compute``'s gathered blocks get.)"""
+    a matrix stored column by column in one run (``*_columns``) or a few runs (``*_runs``, rows
+    of ``*_table``), else word by word.  (Handing BLAS a column-stored run as a transposed view
+    would skip the copy, but OpenBLAS's kernels for small transposed operands round differently
+    from the ones ``compute``'s gathered blocks get.)"""
     sa = np.empty(max(a.shape[1], 1), dtype=view.dtype)
     sb = np.empty(max(b.shape[1], 1), dtype=view.dtype)
     so = np.empty(max(out.shape[1], 1), dtype=view.dtype)

@@ -22,11 +22,12 @@ A codelet declares its fields (edges to tensor regions, or scalar vertex state) 
   the first word of each vector that is a matrix stored column by column in one run, else -1
   (``engine.kernels.vector_columns``: how a block read transposed arrives by exchange); and
   ``"<field>.runs"`` and ``"<field>.run_table"`` to the runs of each vector made of a few
-  (``engine.kernels.vector_runs``: a block of weights, part local and part received).  It must compute exactly what
-  ``compute`` computes, bit for bit (NaN payloads aside: which NaN an operation on two NaNs gives
-  is the processor's choice; the tests hold the built-in ones to that), raise as
-  ``compute`` does on bad sizes, and return False, touching nothing, when it cannot run here
-  (its compiler is missing); the engine then takes the gather path.
+  (``engine.kernels.vector_runs``: a block of weights, part local and part received).  It must
+  compute exactly what ``compute`` computes, bit for bit (NaN payloads aside: which NaN an
+  operation on two NaNs gives is the processor's choice; the tests hold the built-in ones to
+  that), raise as ``compute`` does on bad sizes, and return False, touching nothing, when it
+  cannot run here (its compiler is missing, or the batch is one it leaves to ``compute``); the
+  engine then takes the gather path.
 
 The same estimate functions are what the op planners use, so "one cost formula, used twice".
 """

@@ -199,7 +199,7 @@ def run_batch(memory: TileMemory, prepared: PreparedBatch, step_name: str) -> No
             raise _locate_failure(memory, prepared.batch, codelet, step_name, exc) from exc
         if done:
             return
-        prepared.in_place = False  # its compiler is missing here: gather from now on
+        prepared.in_place = False  # no compiler here, or a batch it leaves to compute: gather from now on
     args: dict[str, np.ndarray] = {}
     for name, fld, access in prepared.fields:
         array = access.read(memory.view(fld.type.dtype), prepared.workers)
