@@ -143,9 +143,9 @@ def _load_matrix_python(view, words, starts, columns, runs, table, at, buf, rows
     elif runs[at] >= 0:
         row, e = runs[at], 0
         while e < rows * cols:
-            first, length = _unsigned(table[row, 0]), table[row, 1]
+            word, length = _unsigned(table[row, 0]), table[row, 1]
             for j in range(_unsigned(length)):
-                buf[e + j] = view[first + j]
+                buf[e + j] = view[word + j]
             e += length
             row += 1
     else:

@@ -54,8 +54,8 @@ def _lay_out(arrays: dict[str, np.ndarray], seed: int, runs: float = 0.6) -> tup
     return store, words
 
 
-def _starts(cls, words: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return local.vector_starts(cls, words)
+def _starts(cls, words: dict[str, np.ndarray]) -> local.VectorLayouts:
+    return local.VectorLayouts(cls, words)
 
 
 def _run_both(cls, arrays: dict[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -363,3 +363,15 @@ def test_a_bad_vertex_is_named_with_its_tile():
     with pytest.raises(CodeletError, match=r"MatMulPartial_float raised ValueError: .*m\*k = 8, but field a "
                                            r"has length 6 .*compute set 'product', tile 1"):
         _run_product(graph, prog, tensors)
+
+
+def test_vector_layouts_are_worked_out_when_asked_for():
+    cls = codelets.MatMulPartial[FLOAT]
+    store, words = _lay_out(_matmul_arrays(np.random.default_rng(1), 3, 4, 8, 4), 1, runs=1.0)
+    layouts = local.VectorLayouts(cls, words)
+    assert len(layouts) == len(list(layouts)) == 12  # a, b, out: four layouts each; no state field
+    np.testing.assert_array_equal(layouts["a"], words["a"][:, 0])
+    assert set(layouts._found) == {"a"}  # nothing else was worked out yet
+    for key in ("m", "a.rows", "c"):
+        with pytest.raises(KeyError):
+            layouts[key]

@@ -11,8 +11,9 @@ scatter: its kernel reads and writes the fields where they are.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class PreparedBatch:
     workers: Workers  # the threads its field copies may use
     in_place: bool  # the codelet's ``in_place`` kernel runs it (until it says it cannot)
     _fields: list[tuple[str, Field, FieldAccess]] | None = None
-    _starts: dict[str, np.ndarray] | None = None
+    _starts: VectorLayouts | None = None
 
     @classmethod
     def of(cls, batch: BatchPlan, codelet: type[Vertex], workers: Workers) -> "PreparedBatch":
@@ -111,10 +112,10 @@ class PreparedBatch:
         return {name: self.batch.state[name] if fld.direction == STATE else self.batch.fields[name]
                 for name, fld in self.codelet.fields.items()}
 
-    def starts(self) -> dict[str, np.ndarray]:
-        """:func:`vector_starts` of the batch's fields, worked out on first use."""
+    def starts(self) -> VectorLayouts:
+        """The :class:`VectorLayouts` of the batch's fields (each worked out on first use)."""
         if self._starts is None:
-            self._starts = vector_starts(self.codelet, self.batch.fields)
+            self._starts = VectorLayouts(self.codelet, self.batch.fields)
         return self._starts
 
     @property
@@ -126,19 +127,39 @@ class PreparedBatch:
         return self._fields
 
 
-def vector_starts(codelet: type[Vertex], fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What ``in_place`` gets as ``starts``: for each edge field ``f``, ``starts[f]``, where each of
-    its vectors starts if it is one run of words, else -1 (``kernels.vector_starts``);
-    ``starts[f + ".columns"]``, where it starts if it is a matrix stored column by column, else
-    -1 (``kernels.vector_columns``); and ``starts[f + ".runs"]`` and ``starts[f + ".run_table"]``,
-    the runs of the vectors made of a few (``kernels.vector_runs``)."""
-    starts: dict[str, np.ndarray] = {}
-    for name, fld in codelet.fields.items():
-        if fld.direction != STATE:
-            starts[name] = kernels.vector_starts(fields[name])
-            starts[f"{name}.columns"] = kernels.vector_columns(fields[name])
-            starts[f"{name}.runs"], starts[f"{name}.run_table"] = kernels.vector_runs(fields[name])
-    return starts
+class VectorLayouts(Mapping[str, np.ndarray]):
+    """What ``in_place`` gets as ``starts``: for each edge field ``f``, ``[f]``, where each of its
+    vectors starts if it is one run of words, else -1 (``kernels.vector_starts``);
+    ``[f + ".columns"]``, where it starts if it is a matrix stored column by column, else -1
+    (``kernels.vector_columns``); and ``[f + ".runs"]`` and ``[f + ".run_table"]``, the runs of
+    the vectors made of a few (``kernels.vector_runs``).  Each is worked out the first time a
+    kernel asks for it: only the products read the last three."""
+
+    def __init__(self, codelet: type[Vertex], fields: dict[str, np.ndarray]) -> None:
+        self._fields = {name: fields[name] for name, fld in codelet.fields.items() if fld.direction != STATE}
+        self._found: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        found = self._found.get(key)
+        if found is None:
+            name, _, layout = key.partition(".")
+            words = self._fields[name]
+            if layout == "":
+                found = self._found[key] = kernels.vector_starts(words)
+            elif layout == "columns":
+                found = self._found[key] = kernels.vector_columns(words)
+            elif layout in ("runs", "run_table"):
+                self._found[f"{name}.runs"], self._found[f"{name}.run_table"] = kernels.vector_runs(words)
+                found = self._found[key]
+            else:
+                raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"{name}{layout}" for name in self._fields for layout in ("", ".columns", ".runs", ".run_table"))
+
+    def __len__(self) -> int:
+        return 4 * len(self._fields)
 
 
 def rows_of(batch: BatchPlan, lo: int, hi: int) -> BatchPlan:
