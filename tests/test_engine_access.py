@@ -250,7 +250,7 @@ def test_moves_match_numpy_assignment(case):
         with small_chunks(*way) as w:
             memory = TileMemory(start.size, w)
             memory.store[:] = start
-            moves = Moves({itemsize: src}, {itemsize: dst})
+            moves = Moves.from_words({itemsize: src}, {itemsize: dst})
             memory.apply(moves)
             memory.apply(moves)  # the second time through the plan made the first time
             twice = expected.copy()
@@ -275,21 +275,36 @@ def test_kernels_setting(monkeypatch):
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 def test_disjoint_check_finds_overlaps_and_repeats():
-    src = np.array([0, 1, 2], dtype=np.int32)
-    assert kernels.check_disjoint(src, np.array([10, 11, 12], dtype=np.int32), 64) == (True, True)
-    assert kernels.check_disjoint(src, np.array([10, 2, 12], dtype=np.int32), 64) == (False, True)
-    assert kernels.check_disjoint(src, np.array([10, 11, 10], dtype=np.int32), 64) == (True, False)
-    assert kernels.check_disjoint(src, np.array([63, 1, 63], dtype=np.int64), 64) == (False, False)
+    def check(src, dst, length):
+        return kernels.check_disjoint(*(np.array(a, dtype=np.int32) for a in (src, dst, length)), 64)
+
+    assert check([0], [10], [3]) == (True, True)
+    assert check([0, 5], [10, 2], [2, 1]) == (True, True)  # sources are words 0, 1 and 5
+    assert check([0, 5], [10, 4], [1, 2]) == (False, True)  # destination word 5 is a source
+    assert check([0, 5], [10, 12], [3, 1]) == (True, False)  # word 12 written twice
+    assert check([0, 60], [63, 60], [1, 4]) == (False, False)
 
 
-@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
-@settings(max_examples=100, deadline=None)
-@given(case=move_lists(), shortest=st.sampled_from([1, 2, 8]))
-def test_compiled_long_runs_match_numpy(case, shortest):
-    _, src, dst = case
-    for a, b in zip(kernels.long_runs(src, dst, shortest), kernels.long_runs_numpy(src, dst, shortest), strict=True):
-        assert a.dtype == b.dtype
-        np.testing.assert_array_equal(a, b)
+@settings(max_examples=150, deadline=None)
+@given(case=move_lists())
+def test_moves_as_runs_spell_out_their_element_list(case):
+    """``Moves.from_words`` keeps a move list as runs, in order, and ``words`` gives it back."""
+    from poplar_like.compiler.executable import Moves
+
+    itemsize, src, dst = case
+    moves = Moves.from_words({itemsize: src}, {itemsize: dst})
+    if src.size == 0:
+        assert moves.is_empty() and moves.count(itemsize) == 0
+        return
+    back_src, back_dst = moves.words(itemsize)
+    assert back_src.dtype == src.dtype and back_dst.dtype == dst.dtype
+    np.testing.assert_array_equal(back_src, src)
+    np.testing.assert_array_equal(back_dst, dst)
+    length = moves.length[itemsize]
+    assert moves.count(itemsize) == src.size and (length > 0).all()
+    # maximal runs: where one run ends and the next starts, one side does not step by one word
+    ends = np.cumsum(length)[:-1] - 1
+    assert ((src[ends] + 1 != src[ends + 1]) | (dst[ends] + 1 != dst[ends + 1])).all()
 
 
 @pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
@@ -400,10 +415,9 @@ def test_what_one_tile_sends_another_arrives_in_the_senders_order():
                                                             "out": y[:, :5].flatten()}, tile=1)
     exe = pl.compile_graph(graph, pl.Execute(cs))
     pre = exe.computes[0].pre
-    starts, lengths = kernels.long_runs_numpy(pre.src[4], pre.dst[4], 8)
-    assert lengths.tolist() == [30, 0]  # the 5 rows x 6 columns block, one run, then the sentinel
+    assert pre.length[4].tolist() == [30]  # the 5 rows x 6 columns block, one run
     (batch,) = exe.computes[0].batches
-    np.testing.assert_array_equal(kernels.vector_columns_numpy(batch.fields["inp"]), [pre.dst[4][0]])
+    np.testing.assert_array_equal(kernels.vector_columns_numpy(batch.fields["inp"]), [pre.dst_start[4][0]])
     engine = pl.Engine(exe)
     values = np.arange(-24, 24, dtype=np.float32).reshape(8, 6)
     engine.write_tensor(x, values)

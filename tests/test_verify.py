@@ -61,7 +61,7 @@ def test_a_field_outside_its_tile_is_refused(compiled):
 def test_a_move_outside_the_store_is_refused(compiled):
     exe, liveness = compiled
     pre = exe.computes[0].pre
-    size = next(iter(pre.src))
-    pre.src[size][0] = exe.memory_bytes // size
+    size = pre.sizes()[0]
+    pre.src_start[size][0] = exe.memory_bytes // size
     with pytest.raises(VerificationError, match="a source lies outside tile memory"):
         verifier.verify(exe, liveness)

@@ -20,7 +20,7 @@ from .checks import ElementStamps, check_variables_mapped
 from . import verify as verifier
 from .costs import (ExchangeStats, compute_cycles_by_tile, exchange_stats, host_cycles,
                     local_copy_cycles_by_tile)
-from .executable import BatchPlan, ComputeStep, CopyStep, Executable, Moves, Predicate, PrintStep
+from .executable import BatchPlan, ComputeStep, CopyStep, Executable, Moves, Predicate, PrintStep, runs_of
 from .layout import CHUNK, element_itemsizes, plan_layout
 from .liveness import StepAccess, analyse, bitset
 from .lowering import BRANCH, COPY, EXECUTE, PRINT, STREAM_IN, STREAM_OUT, UNDEF, lower
@@ -62,7 +62,7 @@ def _words(addresses: Callable[[np.ndarray | slice], np.ndarray], count: int, it
 
 def _moves(selected: np.ndarray, itemsize: np.ndarray, src: Callable[[np.ndarray], np.ndarray],
            dst: Callable[[np.ndarray], np.ndarray], idx: type) -> Moves:
-    """Copy descriptors for the selected items, grouped by item size, as word indices.
+    """Copy descriptors for the selected items, grouped by item size, as runs of word indices.
 
     ``src(positions)``/``dst(positions)`` give byte addresses of the items at those positions.
     """
@@ -78,8 +78,9 @@ def _moves(selected: np.ndarray, itemsize: np.ndarray, src: Callable[[np.ndarray
         def pick(sl: slice, positions: np.ndarray | None = positions) -> np.ndarray:
             return np.arange(sl.start, sl.stop) if positions is None else positions[sl]
 
-        moves.src[s] = _words(lambda sl: src(pick(sl)), count, s, idx)
-        moves.dst[s] = _words(lambda sl: dst(pick(sl)), count, s, idx)
+        src_words = _words(lambda sl: src(pick(sl)), count, s, idx)
+        dst_words = _words(lambda sl: dst(pick(sl)), count, s, idx)
+        moves.src_start[s], moves.dst_start[s], moves.length[s] = runs_of(src_words, dst_words)
     return moves
 
 

@@ -24,18 +24,73 @@ from ..target import Target
 from .lowering import OP_NAMES
 
 FORMAT = "poplar_like.executable"
-VERSION = 1
+VERSION = 2  # 2: moves stored as runs
 
 
 @dataclass
 class Moves:
-    """Element copies grouped by item size: ``store[s][dst[s]] = store[s][src[s]]``."""
+    """Element copies grouped by item size, stored as runs.
 
-    src: dict[int, np.ndarray] = field(default_factory=dict)
-    dst: dict[int, np.ndarray] = field(default_factory=dict)
+    For item size ``s``, run ``r`` copies ``length[s][r]`` consecutive words from word
+    ``src_start[s][r]`` to word ``dst_start[s][r]``; the runs in order spell out the element list
+    ``store[s][dst] = store[s][src]`` that :meth:`words` returns.  Runs rather than an index pair
+    per element because the compiler orders each tile's exchange slots as their senders hold the
+    elements: ResNet-50's inference moves 257 million elements in 43 million runs, a quarter of
+    the memory, and the engine copies a run without reading an index per element.
+    """
+
+    src_start: dict[int, np.ndarray] = field(default_factory=dict)
+    dst_start: dict[int, np.ndarray] = field(default_factory=dict)
+    length: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_words(cls, src: dict[int, np.ndarray], dst: dict[int, np.ndarray]) -> "Moves":
+        """The runs of element lists ``store[s][dst[s]] = store[s][src[s]]`` (same order)."""
+        moves = cls()
+        for size, words in src.items():
+            if words.shape != dst[size].shape or words.ndim != 1:
+                raise GraphError(f"moves of {size}-byte items: {words.shape[0]} sources but "
+                                 f"{dst[size].shape[0]} destinations")
+            if words.size:
+                moves.src_start[size], moves.dst_start[size], moves.length[size] = runs_of(words, dst[size])
+        return moves
+
+    def sizes(self) -> list[int]:
+        return list(self.length)
+
+    def count(self, size: int) -> int:
+        """Elements moved of ``size``-byte items."""
+        return int(self.length[size].sum(dtype=np.int64)) if size in self.length else 0
+
+    def words(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sources, destinations): one word index per element, in order."""
+        return (expand_runs(self.src_start[size], self.length[size]),
+                expand_runs(self.dst_start[size], self.length[size]))
 
     def is_empty(self) -> bool:
-        return not any(a.size for a in self.src.values())
+        return not any(a.size for a in self.length.values())
+
+
+def runs_of(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first source, first destination, length) of each run of a move list in which both sides
+    step by one word; the lengths in the lists' own index type (int64 past 2**31 elements)."""
+    steps = (np.diff(src) != 1) | (np.diff(dst) != 1)  # int32 differences cannot overflow
+    firsts = np.flatnonzero(steps)
+    firsts += 1
+    firsts = np.concatenate([np.zeros(1, dtype=firsts.dtype), firsts])
+    length = np.diff(np.append(firsts, src.size))
+    kind = src.dtype if src.size < 2 ** 31 else np.dtype(np.int64)
+    return src[firsts], dst[firsts], length.astype(kind)
+
+
+def expand_runs(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The word of every element of the runs (``start[r]``, ``length[r]``), in ``start``'s type."""
+    total = int(length.sum(dtype=np.int64))
+    first_position = np.cumsum(length, dtype=np.int64)
+    first_position -= length
+    out = np.arange(total, dtype=np.int64)
+    out += np.repeat(start.astype(np.int64) - first_position, length)
+    return out.astype(start.dtype, copy=False)
 
 
 @dataclass

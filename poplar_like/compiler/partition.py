@@ -117,10 +117,11 @@ class _Splitter:
     def exchange(self, moves: Moves) -> list[RankExchange]:
         """Split one phase's moves for every rank at once.
 
-        The moves of each item size are sorted once (a stable radix sort) by (source rank,
-        destination rank); after that every rank's local moves, its sends to each rank and its
-        receives from each rank are contiguous runs of the sorted moves, so nothing here costs
-        more than a few passes over the moves whatever the number of ranks.
+        The moves of each item size are expanded to one word pair per element (one phase at a
+        time) and sorted once (a stable radix sort) by (source rank, destination rank); after
+        that every rank's local moves, its sends to each rank and its receives from each rank are
+        contiguous runs of the sorted moves, so nothing here costs more than a few passes over
+        the moves whatever the number of ranks.  A rank's local moves go back to runs.
         """
         R = self.R
         parts = [RankExchange(send_counts=np.zeros(R, np.int64), send_displs=np.zeros(R, np.int64),
@@ -128,10 +129,11 @@ class _Splitter:
                  for _ in range(R)]
         block = np.zeros((len(SIZES), R, R), dtype=np.int64)  # bytes of each item size from p to q
         sorted_moves: dict[int, tuple] = {}
+        local: list[tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = [({}, {}) for _ in range(R)]
         for k, s in enumerate(SIZES):
-            if s not in moves.src or moves.src[s].size == 0:
+            if s not in moves.length or moves.length[s].size == 0:
                 continue
-            src, dst = moves.src[s], moves.dst[s]
+            src, dst = moves.words(s)
             key = self.owner(src, s) * R + self.owner(dst, s)
             order = stable_order(key, R * R)
             if order is not None:
@@ -144,11 +146,14 @@ class _Splitter:
                 lo, hi = int(starts[r, r]), int(starts[r, r] + counts[r, r])
                 if hi > lo:
                     base = int(self.memory_bounds[r]) // s
-                    parts[r].local.src[s] = (src[lo:hi] - base).astype(src.dtype)
-                    parts[r].local.dst[s] = (dst[lo:hi] - base).astype(dst.dtype)
+                    local[r][0][s] = (src[lo:hi] - base).astype(src.dtype)
+                    local[r][1][s] = (dst[lo:hi] - base).astype(dst.dtype)
             cross = counts.copy()
             np.fill_diagonal(cross, 0)
             block[k] = cross * s
+        for r, (src_words, dst_words) in enumerate(local):
+            parts[r].local = Moves.from_words(src_words, dst_words)
+        del local
         padded = block.sum(axis=0)
         padded = (padded + 3) // 4 * 4
         send_displs = np.cumsum(padded, axis=1) - padded  # [p, q]: offset of block q in p's send buffer

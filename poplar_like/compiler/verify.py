@@ -56,18 +56,24 @@ def _check_moves(exe: Executable) -> None:
                         + [(f"copy {c.name!r}", c.moves) for c in exe.copies]):
         _check_bounds(what, moves, total)
     for step in exe.computes:
-        for size, dst in step.pre.dst.items():
+        for size in step.pre.sizes():
+            dst = step.pre.words(size)[1]
             tiles = np.searchsorted(exe.tile_offsets, dst.astype(np.int64) * size, side="right") - 1
             receivers = np.bincount(tiles, minlength=exe.target.num_tiles) * size
-            if not np.array_equal(receivers, step.pre_received) and len(step.pre.dst) == 1:
+            if not np.array_equal(receivers, step.pre_received) and len(step.pre.sizes()) == 1:
                 raise VerificationError(f"compute set {step.name!r}: the incoming exchange lands on other tiles "
                                         "than its plan says")
 
 
 def _check_bounds(what: str, moves: Moves, total: int) -> None:
-    for size in moves.src:
-        for end, words in (("source", moves.src[size]), ("destination", moves.dst[size])):
-            if words.size and (int(words.min()) < 0 or (int(words.max()) + 1) * size > total):
+    for size, length in moves.length.items():
+        if length.size and int(length.min()) < 0:
+            raise VerificationError(f"{what} exchange: a run has a negative length")
+        for end, first in (("source", moves.src_start[size]), ("destination", moves.dst_start[size])):
+            if first.shape != length.shape:
+                raise VerificationError(f"{what} exchange: {first.size} {end} runs but {length.size} lengths")
+            if first.size and (int(first.min()) < 0
+                               or int((first.astype(np.int64) + length).max()) * size > total):
                 raise VerificationError(f"{what} exchange: a {end} lies outside tile memory")
 
 

@@ -3,15 +3,14 @@
 numpy moves a list of elements by index at about 2 ns an element whatever the memory does: it
 widens every int32 index to ``intp`` first, and a copy from one place in the store to another
 goes through a temporary.  ResNet-50 inference moves 257 million elements in exchanges, so those
-copies were half of its run time.  A compiled loop reads the int32 indices as they are and copies
-an exchange in one pass from source to destination, the stretches where both sides are runs of
-consecutive words as slices (0.47 s -> 0.26 s an inference on 2 cores), reading the executable's
-own index arrays (only where the runs start is stored beside them).  A run is one ``memmove``
-(LLVM's intrinsic, so libc's): numba's own slice assignment is an element loop it cannot
-vectorise, 3-4 times slower on runs of 8 to 500 words.  The compiler orders each tile's
-exchange slots as the senders hold the elements, so almost every exchanged element (237 of
-ResNet-50's 253 million) lies in such a run.  Fields that lie in runs stay with numpy's window
-copies (``access``), which are as fast there.
+copies were half of its run time.  A compiled loop copies an exchange in one pass from source to
+destination, reading the executable's own move runs (0.47 s -> 0.26 s an inference on 2 cores).
+A run of 8 words or more is one ``memmove`` (LLVM's intrinsic, so libc's): numba's own slice
+assignment is an element loop it cannot vectorise, 3-4 times slower on runs of 8 to 500 words.
+The compiler orders each tile's exchange slots as the senders hold the elements, so almost every
+exchanged element (237 of ResNet-50's 257 million) lies in such a run.  Field gathers read int32
+word indices as they are, where numpy would widen them.  Fields that lie in runs stay with
+numpy's window copies (``access``), which are as fast there.
 
 Every loop works on raw unsigned views (1, 2, 4 or 8-byte items), so a copy is bit-exact whatever
 the element type (half included) and only a few specialisations are ever compiled.  Each takes a
@@ -65,19 +64,19 @@ def _scatter(view, words, values, lo, hi):
         view[words[i]] = values[i]
 
 
-def _move_mixed(view, src, dst, start, length, lo, hi):
-    """Long runs ``lo <= r < hi`` of a move list, each after the stretch that precedes it: that
-    stretch element by element, then ``view[dst[start[r]]:... + length[r]] = view[src[start[r]]:...]``
-    as one slice (no index per element).  The last entry is a sentinel (the list's size, length
-    0) so that the list's tail is the stretch before it.  One pass, no temporary: only for lists
-    whose sources and destinations are disjoint and whose destinations do not repeat."""
+def _move_runs(view, src, dst, length, lo, hi):
+    """Runs ``lo <= r < hi`` of a move list (:class:`~poplar_like.compiler.executable.Moves`):
+    ``view[dst[r]:dst[r] + length[r]] = view[src[r]:src[r] + length[r]]``, a long run with one
+    memmove, a short one word by word.  One pass, no temporary: only for lists whose sources and
+    destinations are disjoint and whose destinations do not repeat."""
     for r in range(lo, hi):
-        begin = start[r - 1] + length[r - 1] if r > 0 else 0
-        for i in range(begin, start[r]):
-            view[dst[i]] = view[src[i]]
         n = length[r]
-        if n:
-            _copy_run(view, dst[start[r]], src[start[r]], n)
+        if n >= SHORTEST_MEMMOVE:
+            _copy_run(view, dst[r], src[r], n)
+        else:
+            to, frm = dst[r], src[r]
+            for e in range(n):
+                view[to + e] = view[frm + e]
 
 
 def _copy_run_python(view, to, frm, n):
@@ -86,6 +85,7 @@ def _copy_run_python(view, to, frm, n):
 
 
 _copy_run = _copy_run_python  # ``_loops`` rebinds it to libc's memmove before compiling
+SHORTEST_MEMMOVE = 8  # a memmove call costs about as much as copying 8 words one by one
 
 
 def _compiled_copy_run(numba):
@@ -110,41 +110,23 @@ def _compiled_copy_run(numba):
     return copy_run
 
 
-def _marks(src, dst, bits):
-    """(whether a source is also a destination, whether a destination repeats), with a bit per
-    word of the store (all clear on entry)."""
+def _marks(src, dst, length, bits):
+    """(whether a source is also a destination, whether a destination repeats) for runs of
+    words, with a bit per word of the store (all clear on entry)."""
     repeated = False
-    for i in range(dst.size):
-        word = dst[i]
-        byte, bit = word >> 3, np.uint8(1) << np.uint8(word & 7)
-        if bits[byte] & bit:
-            repeated = True
-        bits[byte] |= bit
-    overlap = False
-    for i in range(src.size):
-        word = src[i]
-        if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
-            overlap = True
-            break
-    return overlap, repeated
-
-
-def _long_runs(src, dst, shortest, starts, lengths):
-    """Fill ``starts``/``lengths`` with the runs of at least ``shortest`` elements in which both
-    sides step by one word, then the sentinel (``src.size``, 0); return how many entries."""
-    n = src.size
-    count = 0
-    begin = 0
-    for i in range(1, n + 1):
-        if i == n or src[i] != src[i - 1] + 1 or dst[i] != dst[i - 1] + 1:
-            if i - begin >= shortest:
-                starts[count] = begin
-                lengths[count] = i - begin
-                count += 1
-            begin = i
-    starts[count] = n
-    lengths[count] = 0
-    return count + 1
+    for r in range(dst.size):
+        first = dst[r]
+        for word in range(first, first + length[r]):
+            byte, bit = word >> 3, np.uint8(1) << np.uint8(word & 7)
+            if bits[byte] & bit:
+                repeated = True
+            bits[byte] |= bit
+    for r in range(src.size):
+        first = src[r]
+        for word in range(first, first + length[r]):
+            if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
+                return True, repeated
+    return False, repeated
 
 
 def _vector_starts(words, starts):
@@ -217,8 +199,8 @@ def _loops() -> SimpleNamespace | None:
     global _copy_run
     jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     _copy_run = _compiled_copy_run(numba)
-    return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move_mixed=jit(_move_mixed),
-                           marks=jit(_marks), long_runs=jit(_long_runs), vector_starts=jit(_vector_starts),
+    return SimpleNamespace(gather=jit(_gather), scatter=jit(_scatter), move_runs=jit(_move_runs),
+                           marks=jit(_marks), vector_starts=jit(_vector_starts),
                            vector_columns=jit(_vector_columns), vector_runs=jit(_vector_runs))
 
 
@@ -230,42 +212,16 @@ def scatter(view: np.ndarray, words: np.ndarray, values: np.ndarray, lo: int, hi
     _loops().scatter(raw(view), words, raw(values), lo, hi)
 
 
-def move_mixed(view: np.ndarray, src: np.ndarray, dst: np.ndarray, start: np.ndarray, length: np.ndarray,
-               lo: int, hi: int) -> None:
-    _loops().move_mixed(raw(view), src, dst, start, length, lo, hi)
+def move_runs(view: np.ndarray, src: np.ndarray, dst: np.ndarray, length: np.ndarray, lo: int, hi: int) -> None:
+    _loops().move_runs(raw(view), src, dst, length, lo, hi)
 
 
-def long_runs(src: np.ndarray, dst: np.ndarray, shortest: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where a move list has runs of at least ``shortest`` elements in which both sides step by one
-    word: (position of each run's first element, its length), ending with the sentinel
-    (``src.size``, 0) that :func:`move_mixed` expects.  Only these are stored: the list itself
-    stays the executable's.  One compiled pass: for ResNet-50's 255 million exchange elements,
-    0.25-0.3 s on the first run against 0.6-0.8 s for :func:`long_runs_numpy`, its reference."""
-    kind = np.int32 if src.size < 2**31 else np.int64
-    most = src.size // max(int(shortest), 1) + 2
-    starts, lengths = np.empty(most, dtype=kind), np.empty(most, dtype=kind)
-    count = _loops().long_runs(src, dst, int(shortest), starts, lengths)
-    return starts[:count].copy(), lengths[:count].copy()
-
-
-def long_runs_numpy(src: np.ndarray, dst: np.ndarray, shortest: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`long_runs` with numpy's whole-array operations (the reference the tests compare)."""
-    kind = np.int32 if src.size < 2**31 else np.int64
-    if src.size == 0:
-        return np.zeros(1, dtype=kind), np.zeros(1, dtype=kind)
-    breaks = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
-    starts = np.concatenate([[0], breaks])
-    lengths = np.diff(np.append(starts, src.size))
-    long = lengths >= shortest
-    return (np.append(starts[long], src.size).astype(kind), np.append(lengths[long], 0).astype(kind))
-
-
-def check_disjoint(src: np.ndarray, dst: np.ndarray, words: int) -> tuple[bool, bool]:
-    """For a copy ``store[dst] = store[src]`` over a store of ``words`` items: (no source is also
-    a destination, no destination repeats).  Both must hold for a one-pass copy split over threads
-    to give what reading every source first and then writing in order gives."""
+def check_disjoint(src: np.ndarray, dst: np.ndarray, length: np.ndarray, words: int) -> tuple[bool, bool]:
+    """For the runs of a copy ``store[dst] = store[src]`` over a store of ``words`` items: (no
+    source is also a destination, no destination repeats).  Both must hold for a one-pass copy
+    split over threads to give what reading every source first and then writing in order gives."""
     bits = np.zeros((words + 7) // 8, dtype=np.uint8)
-    overlap, repeated = _loops().marks(src, dst, bits)
+    overlap, repeated = _loops().marks(src, dst, length, bits)
     return not overlap, not repeated
 
 

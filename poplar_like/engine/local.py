@@ -21,7 +21,7 @@ from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
 from . import kernels
-from .access import MIN_RUN, PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
+from .access import PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
 from .kernels import RAW
 
 
@@ -54,28 +54,32 @@ class TileMemory:
         destination is written, so a copy may overlap itself."""
         known = self._moves.get(id(moves))
         if known is None or known[0] is not moves:  # first use: find each list's fastest path
-            known = (moves, [self._plan_moves(size, src, moves.dst[size]) for size, src in moves.src.items()])
+            known = (moves, [self._plan_moves(moves, size) for size in moves.sizes()])
             self._moves[id(moves)] = known
         for size, one_pass, src, dst in known[1]:
             view = self.raw(size)
-            if not one_pass:
+            if one_pass is None:
                 dst.put(view, src.take(view, self.workers), self.workers)
                 continue
-            # an exchange: sources and destinations apart, so copy in one pass, runs as slices
-            start, length = one_pass
-            self.workers.run(lambda chunk: kernels.move_mixed(view, src, dst, start, length, chunk.start,
-                                                              chunk.stop), start.size, max(1, src.size // start.size))
+            # an exchange: sources and destinations apart, so copy in one pass, run by run
+            length, count = one_pass
+            self.workers.run(lambda chunk: kernels.move_runs(view, src, dst, length, chunk.start, chunk.stop),
+                             length.size, max(1, count // max(length.size, 1)))
 
-    def _plan_moves(self, size: int, src: np.ndarray, dst: np.ndarray) -> tuple:
-        """(size, one pass, sources, destinations).  One pass from source to destination when the
-        compiled loops are there and no element is both read and written (or written twice):
-        ``one_pass`` then holds where the runs of both sides start and how long they are
-        (``kernels.long_runs``); else it is None and the lists are ``WordList``s."""
-        if compiled(src.size):
-            src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
-            apart, unique = kernels.check_disjoint(src, dst, self.raw(size).size)
+    def _plan_moves(self, moves: Moves, size: int) -> tuple:
+        """(size, one pass, sources, destinations).  One pass from source to destination, run by
+        run, when the compiled loops are there and no element is both read and written (or
+        written twice): ``one_pass`` then holds the runs' lengths and their element count, and the
+        sources and destinations are the runs' first words.  Else it is None and the lists are
+        ``WordList``s of every element's word."""
+        count = moves.count(size)
+        if compiled(count):
+            src, dst, length = (np.ascontiguousarray(a) for a in
+                                (moves.src_start[size], moves.dst_start[size], moves.length[size]))
+            apart, unique = kernels.check_disjoint(src, dst, length, self.raw(size).size)
             if apart and unique:
-                return size, kernels.long_runs(src, dst, MIN_RUN), src, dst
+                return size, (length, count), src, dst
+        src, dst = moves.words(size)
         return size, None, WordList(src), WordList(dst)
 
 

@@ -59,11 +59,12 @@ def _aggregate(keys: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.nda
 
 def _move_keys(moves: Moves, offsets: np.ndarray, num_tiles: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     keys, nbytes = [], []
-    for size, src in moves.src.items():
+    for size in moves.sizes():
+        src, dst = moves.words(size)
         if src.size == 0:
             continue
         src_tile = np.searchsorted(offsets, src.astype(np.int64) * size, side="right") - 1
-        dst_tile = np.searchsorted(offsets, moves.dst[size].astype(np.int64) * size, side="right") - 1
+        dst_tile = np.searchsorted(offsets, dst.astype(np.int64) * size, side="right") - 1
         remote = src_tile != dst_tile  # a Copy also moves data within a tile: that is not exchange
         key = src_tile[remote] * num_tiles + dst_tile[remote]
         keys.append(key)
