@@ -54,10 +54,8 @@ class RankExchange:
     """One exchange phase as seen by one rank."""
 
     local: Moves = field(default_factory=Moves)
-    send_words: dict[int, np.ndarray] = field(default_factory=dict)  # item size -> local source words
-    send_pos: dict[int, np.ndarray] = field(default_factory=dict)  # positions in the send buffer (items)
-    recv_words: dict[int, np.ndarray] = field(default_factory=dict)  # item size -> local destination words
-    recv_pos: dict[int, np.ndarray] = field(default_factory=dict)
+    sends: Moves = field(default_factory=Moves)  # from local words to send buffer positions (items)
+    receives: Moves = field(default_factory=Moves)  # from receive buffer positions to local words
     send_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # bytes per rank
     send_displs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     recv_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -165,21 +163,26 @@ class _Splitter:
             parts[r].send_counts, parts[r].send_displs = padded[r].copy(), send_displs[r].copy()
             parts[r].recv_counts, parts[r].recv_displs = padded[:, r].copy(), recv_displs[:, r].copy()
             parts[r].active = active
+        sends: list[tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = [({}, {}) for _ in range(R)]
+        receives: list[tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = [({}, {}) for _ in range(R)]
         for k, s in enumerate(SIZES):
             if s not in sorted_moves or not block[k].any():
                 continue
-            src, dst, counts, starts = sorted_moves[s]
+            src, dst, counts, starts = sorted_moves.pop(s)
             before = block[:k].sum(axis=0)  # bytes of bigger items ahead in each (p, q) block
             for r in range(R):
                 base = int(self.memory_bounds[r]) // s
-                sends = [(r, q) for q in range(R) if q != r and counts[r, q]]
-                if sends:
-                    parts[r].send_words[s], parts[r].send_pos[s] = _blocks(
-                        src, starts, counts, sends, send_displs + before, s, base, pos_type)
-                receives = [(p, r) for p in range(R) if p != r and counts[p, r]]
-                if receives:
-                    parts[r].recv_words[s], parts[r].recv_pos[s] = _blocks(
-                        dst, starts, counts, receives, recv_displs + before, s, base, pos_type)
+                to = [(r, q) for q in range(R) if q != r and counts[r, q]]
+                if to:
+                    words, positions = _blocks(src, starts, counts, to, send_displs + before, s, base, pos_type)
+                    sends[r][0][s], sends[r][1][s] = words, positions
+                frm = [(p, r) for p in range(R) if p != r and counts[p, r]]
+                if frm:
+                    words, positions = _blocks(dst, starts, counts, frm, recv_displs + before, s, base, pos_type)
+                    receives[r][0][s], receives[r][1][s] = positions, words
+        for r in range(R):
+            parts[r].sends = Moves.from_words(*sends[r])
+            parts[r].receives = Moves.from_words(*receives[r])
         return parts
 
     def gather(self, words: np.ndarray, dtype: str) -> list[RankGather]:

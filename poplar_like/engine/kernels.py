@@ -64,24 +64,25 @@ def _scatter(view, words, values, lo, hi):
         view[words[i]] = values[i]
 
 
-def _move_runs(view, src, dst, length, lo, hi):
+def _move_runs(to_view, from_view, src, dst, length, lo, hi):
     """Runs ``lo <= r < hi`` of a move list (:class:`~poplar_like.compiler.executable.Moves`):
-    ``view[dst[r]:dst[r] + length[r]] = view[src[r]:src[r] + length[r]]``, a long run with one
-    memmove, a short one word by word.  One pass, no temporary: only for lists whose sources and
-    destinations are disjoint and whose destinations do not repeat."""
+    ``to_view[dst[r]:dst[r] + length[r]] = from_view[src[r]:src[r] + length[r]]``, a long run
+    with one memmove, a short one word by word.  One pass, no temporary: within one store, only
+    for lists whose sources and destinations are disjoint; in order, so where a destination
+    repeats, the later run's value stays (on one thread)."""
     for r in range(lo, hi):
         n = length[r]
         if n >= SHORTEST_MEMMOVE:
-            _copy_run(view, dst[r], src[r], n)
+            _copy_run(to_view, dst[r], from_view, src[r], n)
         else:
             to, frm = dst[r], src[r]
             for e in range(n):
-                view[to + e] = view[frm + e]
+                to_view[to + e] = from_view[frm + e]
 
 
-def _copy_run_python(view, to, frm, n):
-    """``view[to:to + n] = view[frm:frm + n]`` (the runs may overlap)."""
-    view[to:to + n] = view[frm:frm + n]
+def _copy_run_python(to_view, to, from_view, frm, n):
+    """``to_view[to:to + n] = from_view[frm:frm + n]`` (the runs may overlap)."""
+    to_view[to:to + n] = from_view[frm:frm + n]
 
 
 _copy_run = _copy_run_python  # ``_loops`` rebinds it to libc's memmove before compiling
@@ -96,16 +97,19 @@ def _compiled_copy_run(numba):
     from numba.extending import intrinsic
 
     @intrinsic
-    def copy_run(typingctx, view, to, frm, n):
+    def copy_run(typingctx, to_view, to, from_view, frm, n):
         def codegen(context, builder, signature, args):
-            array = context.make_array(signature.args[0])(context, builder, args[0])
-            to_, frm_, n_ = (context.cast(builder, value, kind, types.intp)
-                             for value, kind in zip(args[1:], signature.args[1:]))
-            cgutils.raw_memmove(builder, builder.gep(array.data, [to_]), builder.gep(array.data, [frm_]), n_,
-                                context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype)))
+            kinds = signature.args
+            to_array = context.make_array(kinds[0])(context, builder, args[0])
+            from_array = context.make_array(kinds[2])(context, builder, args[2])
+            to_, frm_, n_ = (context.cast(builder, args[i], kinds[i], types.intp) for i in (1, 3, 4))
+            cgutils.raw_memmove(builder, builder.gep(to_array.data, [to_]), builder.gep(from_array.data, [frm_]),
+                                n_, context.get_abi_sizeof(context.get_data_type(kinds[0].dtype)))
             return context.get_dummy_value()
 
-        return types.void(view, to, frm, n), codegen
+        if to_view.dtype != from_view.dtype:
+            return None  # no typing: a run copies items of one size
+        return types.void(to_view, to, from_view, frm, n), codegen
 
     return copy_run
 
@@ -212,8 +216,11 @@ def scatter(view: np.ndarray, words: np.ndarray, values: np.ndarray, lo: int, hi
     _loops().scatter(raw(view), words, raw(values), lo, hi)
 
 
-def move_runs(view: np.ndarray, src: np.ndarray, dst: np.ndarray, length: np.ndarray, lo: int, hi: int) -> None:
-    _loops().move_runs(raw(view), src, dst, length, lo, hi)
+def move_runs(to_view: np.ndarray, from_view: np.ndarray, src: np.ndarray, dst: np.ndarray, length: np.ndarray,
+              lo: int, hi: int) -> None:
+    """Runs ``lo <= r < hi``: ``to_view[dst[r]:...] = from_view[src[r]:...]`` (see ``_move_runs``);
+    the two views may be one store."""
+    _loops().move_runs(raw(to_view), raw(from_view), src, dst, length, lo, hi)
 
 
 def check_disjoint(src: np.ndarray, dst: np.ndarray, length: np.ndarray, words: int) -> tuple[bool, bool]:

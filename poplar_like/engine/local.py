@@ -21,7 +21,7 @@ from ..codelet import INPUT, STATE, Field, Vertex, resolve_codelet
 from ..compiler.executable import BatchPlan, Executable, Moves
 from ..errors import CodeletError
 from . import kernels
-from .access import PARALLEL_MIN, FieldAccess, WordList, Workers, compiled
+from .access import PARALLEL_MIN, FieldAccess, WordList, Workers, compiled, put_words, take_words
 from .kernels import RAW
 
 
@@ -37,6 +37,7 @@ class TileMemory:
         self._views: dict[Any, np.ndarray] = {}
         self.workers = workers or Workers()
         self._moves: dict[int, tuple[Moves, list[Any]]] = {}
+        self._words: dict[tuple[int, int], tuple[Moves, np.ndarray, np.ndarray]] = {}
 
     def view(self, dtype: np.dtype | str) -> np.ndarray:
         # keyed by the object asked with (a superstep asks thousands of times, and normalising
@@ -63,8 +64,36 @@ class TileMemory:
                 continue
             # an exchange: sources and destinations apart, so copy in one pass, run by run
             length, count = one_pass
-            self.workers.run(lambda chunk: kernels.move_runs(view, src, dst, length, chunk.start, chunk.stop),
+            self.workers.run(lambda chunk: kernels.move_runs(view, view, src, dst, length, chunk.start, chunk.stop),
                              length.size, max(1, count // max(length.size, 1)))
+
+    def send(self, moves: Moves, buffer: np.ndarray) -> None:
+        """``buffer[dst] = store[src]`` for each item size of ``moves``: a rank packing what it
+        sends (the destinations are positions in the byte buffer viewed as items, each written
+        once, so big lists are split over threads)."""
+        for size in moves.sizes():
+            self._between(buffer.view(RAW[size]), self.raw(size), moves, size, threads=True)
+
+    def receive(self, moves: Moves, buffer: np.ndarray) -> None:
+        """``store[dst] = buffer[src]`` for each item size of ``moves``, in order (a word written
+        twice keeps the later value)."""
+        for size in moves.sizes():
+            self._between(self.raw(size), buffer.view(RAW[size]), moves, size, threads=False)
+
+    def _between(self, to_view: np.ndarray, from_view: np.ndarray, moves: Moves, size: int, threads: bool) -> None:
+        count = moves.count(size)
+        if compiled(count):
+            src, dst, length = moves.src_start[size], moves.dst_start[size], moves.length[size]
+            if threads:
+                self.workers.run(lambda chunk: kernels.move_runs(to_view, from_view, src, dst, length, chunk.start,
+                                                                 chunk.stop), length.size, max(1, count // length.size))
+            else:
+                kernels.move_runs(to_view, from_view, src, dst, length, 0, length.size)
+            return
+        known = self._words.get((id(moves), size))
+        if known is None or known[0] is not moves:  # numpy's path: one word per element, kept
+            known = self._words[(id(moves), size)] = (moves, *moves.words(size))
+        put_words(to_view, known[2], take_words(from_view, known[1], self.workers), self.workers)
 
     def _plan_moves(self, moves: Moves, size: int) -> tuple:
         """(size, one pass, sources, destinations).  One pass from source to destination, run by

@@ -27,8 +27,7 @@ from ..compiler.partition import (RankExchange, RankGather, RankPart, assemble, 
 from ..errors import EngineError, UnknownCodeletError
 from ..launch import launcher_rank
 from . import faults
-from .access import put_words, take_words
-from .local import RAW, StepRunner, TileMemory, load_codelets
+from .local import StepRunner, TileMemory, load_codelets
 
 
 def _codelet_payload(exe: Executable) -> dict[str, bytes]:
@@ -155,8 +154,7 @@ class MPIBackend:
             return
         send = np.empty(int(x.send_counts.sum()), dtype=np.uint8)
         recv = np.empty(int(x.recv_counts.sum()), dtype=np.uint8)
-        for s, words in x.send_words.items():
-            send.view(RAW[s])[x.send_pos[s]] = take_words(self.memory.raw(s), words, self.memory.workers)
+        self.memory.send(x.sends, send)
         self.memory.apply(x.local)
         t1 = time.perf_counter()
         self._wait(self.comm.Ibarrier())
@@ -165,8 +163,7 @@ class MPIBackend:
         self._wait(self.comm.Ialltoallv([send, (x.send_counts, x.send_displs), byte],
                                         [recv, (x.recv_counts, x.recv_displs), byte]))
         t3 = time.perf_counter()
-        for s, words in x.recv_words.items():
-            put_words(self.memory.raw(s), words, recv.view(RAW[s])[x.recv_pos[s]], self.memory.workers)
+        self.memory.receive(x.receives, recv)
         self.bytes_sent += send.size
         self.seconds["compute"] += (t1 - t0) + (time.perf_counter() - t3)
         self.seconds["waiting"] += t2 - t1

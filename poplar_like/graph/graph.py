@@ -16,8 +16,8 @@ import numpy as np
 from ..arrays import reuse_freed_memory, unique_sorted
 from ..codelet import Vertex, check_codelet
 from ..dtypes import as_dtype, poplar_name
-from ..errors import (DTypeError, FieldConnectionError, GraphError, InvalidTileError, StreamError,
-                      TensorError, TileMappingError, UnknownCodeletError)
+from ..errors import (FieldConnectionError, GraphError, InvalidTileError, StreamError, TensorError,
+                      TileMappingError)
 from ..launch import launcher_rank, yield_to_host
 from ..target import Device, Target
 from .tensor import Tensor

@@ -164,8 +164,8 @@ def build_matmul(graph: Graph, plan: MatMulPlan, a: Tensor, b: Tensor, prog: Seq
 
     ``extra_zeros``, a mapped variable of any type, is zeroed where it lives, in a ``{name}/zero``
     step before the product (the plan's estimate does not include it)."""
-    dt, odt, pdt = a.dtype, dtype_of(plan.out_dtype), dtype_of(plan.partials_dtype)
-    G, m, k, n = plan.groups, plan.m, plan.k, plan.n
+    odt, pdt = dtype_of(plan.out_dtype), dtype_of(plan.partials_dtype)
+    G, m, n = plan.groups, plan.m, plan.n
     target = graph.target
     c = graph.add_variable(odt, (G, m, n), f"{name}/out")
     out_cell, out_rank, out_len = plan.output_layout()
