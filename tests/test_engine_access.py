@@ -258,6 +258,36 @@ def test_moves_match_numpy_assignment(case):
             np.testing.assert_array_equal(memory.store[:start.size], twice, err_msg=str(way))
 
 
+@settings(max_examples=100, deadline=None)
+@given(case=move_lists())
+def test_sends_and_receives_match_numpy_assignment(case):
+    """A rank packing its send buffer (``buffer[dst] = store[src]``) and unpacking its receive
+    buffer (``store[dst] = buffer[src]``, a repeated word keeping the later value) from runs
+    gives numpy's assignment, bit for bit, every way."""
+    from poplar_like.compiler.executable import Moves
+
+    itemsize, words, other = case
+    words = words % 300
+    positions = (other % 300)[:words.size]
+    start = np.random.default_rng(6).integers(0, 256, 300 * 8, dtype=np.uint8)
+    buffer_start = np.random.default_rng(7).integers(0, 256, 300 * 8, dtype=np.uint8)
+    raw = kernels.RAW[itemsize]
+    sent = buffer_start.copy()
+    unique = np.unique(positions, return_index=True)[1]  # a send buffer position is written once
+    sent.view(raw)[positions[unique]] = start.view(raw)[words[unique]]
+    received = start.copy()
+    received.view(raw)[words] = buffer_start.view(raw)[positions]
+    for way in WAYS:
+        with small_chunks(*way) as w:
+            memory = TileMemory(start.size, w)
+            memory.store[:] = start
+            buffer = buffer_start.copy()
+            memory.send(Moves.from_words({itemsize: words[unique]}, {itemsize: positions[unique]}), buffer)
+            np.testing.assert_array_equal(buffer, sent, err_msg=str(way))
+            memory.receive(Moves.from_words({itemsize: positions}, {itemsize: words}), buffer_start)
+            np.testing.assert_array_equal(memory.store[:start.size], received, err_msg=str(way))
+
+
 def test_kernels_setting(monkeypatch):
     try:
         for value, expected in (("numpy", False), ("NumPy", False), ("", kernels._loops() is not None)):

@@ -29,6 +29,9 @@ from .kernels import RAW
 IN_PLACE_PARALLEL_MIN = 1 << 16
 
 
+_ONE_THREAD = Workers(1)  # for copies that must write in order
+
+
 class TileMemory:
     """The backing store of a range of tiles, with typed and raw views."""
 
@@ -93,7 +96,8 @@ class TileMemory:
         known = self._words.get((id(moves), size))
         if known is None or known[0] is not moves:  # numpy's path: one word per element, kept
             known = self._words[(id(moves), size)] = (moves, *moves.words(size))
-        put_words(to_view, known[2], take_words(from_view, known[1], self.workers), self.workers)
+        put_words(to_view, known[2], take_words(from_view, known[1], self.workers),
+                  self.workers if threads else _ONE_THREAD)
 
     def _plan_moves(self, moves: Moves, size: int) -> tuple:
         """(size, one pass, sources, destinations).  One pass from source to destination, run by
