@@ -172,12 +172,15 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
                    for c in range(len(computes))]
     layout = plan_layout(target, graph, liveness, computes, copies, lowered.code, execute_pcs)
     idx = np.int32 if layout.tile_offsets[-1] < 2 ** 31 else np.int64
-    # global element addresses, int32 while the store is under 2 GiB (ResNet-50: 117 million)
-    elem_addr = np.empty(graph.num_elements, dtype=idx)
+    # global element addresses, int32 while the store is under 2 GiB (ResNet-50: 117 million),
+    # written over the in-tile addresses where those have the same type
+    in_tile = layout.in_tile_address
+    elem_addr = in_tile if in_tile.dtype == idx else np.empty(graph.num_elements, dtype=idx)
     for lo in range(0, elem_addr.size, CHUNK):
         hi = min(lo + CHUNK, elem_addr.size)
-        elem_addr[lo:hi] = layout.in_tile_address[lo:hi] + layout.tile_offsets[elem_tile[lo:hi]]
+        elem_addr[lo:hi] = in_tile[lo:hi] + layout.tile_offsets[elem_tile[lo:hi]]
     layout.in_tile_address = np.zeros(0, dtype=np.int64)
+    del in_tile
 
     say("resolving addresses and estimating cycles")
     keys: dict[type, str] = {}
@@ -194,12 +197,12 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
     compute_steps = []
     for c, draft in enumerate(computes):
         batches = []
+        slot_addr = layout.take_slot_addresses(c, draft.slot_counts)
         for b, batch in enumerate(draft.batches):
             fields = {}
             for name, ids in batch.edges.items():
                 size = batch.codelet.fields[name].type.dtype.itemsize
-                fields[name] = _field_words(elem_addr, ids, name in draft.remote_fields[b],
-                                            layout.slot_address[c], size, idx)
+                fields[name] = _field_words(elem_addr, ids, name in draft.remote_fields[b], slot_addr, size, idx)
             state = {name: (layout.state_address[c][b][name] // batch.codelet.fields[name].type.dtype.itemsize)
                      .astype(idx) for name in batch.state}
             batches.append(BatchPlan(keys[batch.codelet], batch.tiles, fields, state, batch.cycles,
@@ -214,10 +217,9 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
         post_x = exchange_stats(target, slot_tile if all_wr else slot_tile[wr],
                                 home if all_wr else home[wr], slot_size if all_wr else slot_size[wr])
         del home, slot_tile
-        slot_addr, slot_elem = layout.slot_address[c], draft.slot_elem
+        slot_elem = draft.slot_elem
         pre = _moves(rd, slot_size, lambda p: elem_addr[slot_elem[p]], lambda p: slot_addr[p], idx)
         post = _moves(wr, slot_size, lambda p: slot_addr[p], lambda p: elem_addr[slot_elem[p]], idx)
-        layout.slot_address[c] = None  # type: ignore[call-overload]
         del slot_addr, slot_size, slot_elem
         all_tiles = np.concatenate([b.tiles for b in draft.batches]) if draft.batches else np.zeros(0, np.int32)
         all_cycles = np.concatenate([b.cycles for b in draft.batches]) if draft.batches else np.zeros(0, np.int64)

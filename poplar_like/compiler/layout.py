@@ -55,10 +55,30 @@ class Layout:
     in_tile_address: np.ndarray  # (E,) element address within its tile
     tile_offsets: np.ndarray  # (T+1,) start of each tile in the backing store
     categories: dict[str, np.ndarray]  # name -> (T,) bytes, alignment gaps included
-    slot_address: list[np.ndarray]  # per compute draft: (S,) global byte address of each slot
+    slot_offsets: list[np.ndarray | int]  # per compute draft: see ``take_slot_addresses``
+    buffer_start: np.ndarray  # (T,) global byte address of each tile's exchange buffer
     state_address: list[list[dict[str, np.ndarray]]]  # per draft, per batch: field -> (n,) global address
     nal_by_step: np.ndarray  # (I, T) not-always-live bytes occupied at each instruction
     pieces: dict[str, np.ndarray] = field(default_factory=dict)  # var, tile, bytes of each variable piece
+
+    def take_slot_addresses(self, c: int, slot_counts: np.ndarray) -> np.ndarray:
+        """Global byte address of each slot of compute draft ``c`` (slots sorted by tile), worked
+        out when the draft is resolved and forgotten by the layout.  A draft whose slots all have
+        one item size keeps only that size (a slot's offset is its rank on its tile times it);
+        otherwise its in-buffer offsets (int32).  Building every draft's addresses at once took
+        1 GB at the compile's peak for ResNet-50 (250 million slots)."""
+        offsets, self.slot_offsets[c] = self.slot_offsets[c], 0
+        address_type = np.int32 if self.tile_offsets[-1] < 2 ** 31 else np.int64
+        address = np.repeat(self.buffer_start.astype(address_type), slot_counts)
+        if isinstance(offsets, np.ndarray):
+            address += offsets
+        elif address.size:
+            first = np.cumsum(slot_counts) - slot_counts
+            rank = np.arange(address.size, dtype=address_type)
+            rank -= np.repeat(first.astype(address_type), slot_counts)
+            rank *= int(offsets)
+            address += rank
+        return address
 
     @property
     def total_by_tile(self) -> np.ndarray:
@@ -91,7 +111,9 @@ class _Pieces:
         self.num_tiles = num_tiles
         self.alignment = alignment
         self.elem_tile = graph.element_tiles
-        self.address = np.zeros(graph.num_elements, dtype=np.int64)
+        # in-tile addresses fit int32 unless a tile holds 2 GiB (only a graph far over capacity):
+        # half the memory of int64 at the compile's peak (117 million elements for ResNet-50)
+        self.address = np.zeros(graph.num_elements, dtype=np.int32)
         self.piece_var: list[np.ndarray] = []
         self.piece_tile: list[np.ndarray] = []
         self.piece_bytes: list[np.ndarray] = []
@@ -122,6 +144,8 @@ class _Pieces:
             address -= first[part]
             address *= info.dtype.itemsize
             address += start[part]
+            if self.address.dtype == np.int32 and address.size and int(address.max()) >= 2 ** 31:
+                self.address = self.address.astype(np.int64)
             if order is None:
                 self.address[info.base + lo:info.base + hi] = address
             else:
@@ -154,28 +178,25 @@ def element_itemsizes(graph: Graph, itemsize_of_var: np.ndarray, ids: np.ndarray
 
 
 def _slot_offsets(draft: ComputeDraft, itemsize_of_var: np.ndarray, graph: Graph, num_tiles: int,
-                  alignment: int) -> tuple[np.ndarray, np.ndarray]:
-    """In-buffer offset of each slot (int32: a buffer is smaller than a tile) and buffer bytes by
-    tile.  Slots are sorted by tile; within a tile, bigger items come first so that every item is
-    aligned to its size."""
+                  alignment: int) -> tuple[np.ndarray | int, np.ndarray]:
+    """In-buffer offset of each slot (int32: a buffer is smaller than a tile), or the one item
+    size of all slots (the offset is then the slot's rank on its tile times it), and buffer bytes
+    by tile.  Slots are sorted by tile; within a tile, bigger items come first so that every item
+    is aligned to its size."""
     n = draft.slot_elem.size
     if n == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(num_tiles, dtype=np.int64)
+        return 0, np.zeros(num_tiles, dtype=np.int64)
     sizes = element_itemsizes(graph, itemsize_of_var, draft.slot_elem)
-    tiles = draft.slot_tiles()
     if bool((sizes != sizes[0]).any()):
+        tiles = draft.slot_tiles()
         per_tile = np.bincount(tiles, weights=sizes, minlength=num_tiles).astype(np.int64)
         first = np.cumsum(per_tile) - per_tile
         order = np.lexsort((draft.slot_elem, -sizes, tiles))
         offset = np.empty(n, dtype=np.int64)
         csum = np.cumsum(sizes[order])
         offset[order] = csum - sizes[order] - first[tiles[order]]
-    else:
-        per_tile = draft.slot_counts * int(sizes[0])
-        offset = np.arange(n, dtype=np.int64)
-        offset -= (np.cumsum(draft.slot_counts) - draft.slot_counts)[tiles]
-        offset *= int(sizes[0])
-    return offset.astype(np.int32), align(per_tile, alignment)
+        return offset.astype(np.int32), align(per_tile, alignment)
+    return int(sizes[0]), align(draft.slot_counts * int(sizes[0]), alignment)
 
 
 def _exchange_code(graph: Graph, computes: list[ComputeDraft], copies: list[CopyDraft],
@@ -325,15 +346,7 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
     tile_size = align(sum(cat.values()), a)
     tile_offsets = np.zeros(T + 1, dtype=np.int64)
     np.cumsum(tile_size, out=tile_offsets[1:])
-    # int32 while the whole store is under 2 GiB: ResNet-50 has 250 million slots
-    address_type = np.int32 if tile_offsets[-1] < 2 ** 31 else np.int64
     buffer_start = tile_offsets[:-1] + region_start["exchange_buffers"]
-    slot_address = []
-    for c, draft in enumerate(computes):
-        offset, slot_offsets[c] = slot_offsets[c], None
-        address = np.repeat(buffer_start, draft.slot_counts).astype(address_type)
-        address += offset
-        slot_address.append(address)
     state_address: list[list[dict[str, np.ndarray]]] = []
     cursor = 0
     vs_start = region_start["vertex_state"]
@@ -354,4 +367,5 @@ def plan_layout(target: Target, graph: Graph, liveness: Liveness, computes: list
         "tile": np.concatenate(pieces.piece_tile) if pieces.piece_tile else np.zeros(0, np.int32),
         "bytes": np.concatenate(pieces.piece_bytes) if pieces.piece_bytes else np.zeros(0, np.int64),
     }
-    return Layout(pieces.address, tile_offsets, cat, slot_address, state_address, nal_by_step, piece_arrays)
+    return Layout(pieces.address, tile_offsets, cat, slot_offsets, buffer_start, state_address, nal_by_step,
+                  piece_arrays)
