@@ -315,6 +315,23 @@ def test_disjoint_check_finds_overlaps_and_repeats():
     assert check([0, 60], [63, 60], [1, 4]) == (False, False)
 
 
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), runs=st.integers(1, 12), longest=st.sampled_from([1, 9, 40]))
+def test_disjoint_check_matches_numpy_on_runs(seed, runs, longest):
+    """Runs that start anywhere in a byte and span whole bytes or none: the byte-wise marking
+    finds exactly the overlaps and repeats that numpy finds word by word."""
+    from poplar_like.compiler.executable import expand_runs
+
+    rng = np.random.default_rng(seed)
+    length = rng.integers(1, longest + 1, runs).astype(np.int32)
+    src = rng.integers(0, 200, runs).astype(np.int32)
+    dst = rng.integers(0, 200, runs).astype(np.int32)
+    src_words, dst_words = expand_runs(src, length), expand_runs(dst, length)
+    expected = (not np.isin(src_words, dst_words).any(), np.unique(dst_words).size == dst_words.size)
+    assert kernels.check_disjoint(src, dst, length, 256) == expected
+
+
 @settings(max_examples=150, deadline=None)
 @given(case=move_lists())
 def test_moves_as_runs_spell_out_their_element_list(case):

@@ -65,3 +65,23 @@ def test_a_move_outside_the_store_is_refused(compiled):
     pre.src_start[size][0] = exe.memory_bytes // size
     with pytest.raises(VerificationError, match="a source lies outside tile memory"):
         verifier.verify(exe, liveness)
+
+
+@pytest.mark.parametrize("fault", ["a destination is written twice", "a source is also a destination"])
+def test_an_exchange_that_is_not_apart_is_refused(compiled, fault):
+    """The engine copies an exchange in one pass, unchecked, because the compiler says that its
+    sources and destinations are apart; the checker holds the compiler to that."""
+    from poplar_like.compiler.executable import Moves
+
+    exe, liveness = compiled
+    step = next(s for s in exe.computes if s.pre.count(4) >= 2)
+    assert step.pre.apart
+    src, dst = step.pre.words(4)
+    dst = dst.copy()
+    if fault == "a destination is written twice":
+        dst[-1] = dst[0]
+    else:
+        dst[0] = src[-1]
+    step.pre = Moves.from_words({4: src}, {4: dst}, apart=True)
+    with pytest.raises(VerificationError, match=fault):
+        verifier.verify(exe, liveness)

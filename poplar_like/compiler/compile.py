@@ -220,6 +220,9 @@ def _compile(graph: Graph, programs: list[Program], allow_out_of_memory: bool, c
         slot_elem = draft.slot_elem
         pre = _moves(rd, slot_size, lambda p: elem_addr[slot_elem[p]], lambda p: slot_addr[p], idx)
         post = _moves(wr, slot_size, lambda p: slot_addr[p], lambda p: elem_addr[slot_elem[p]], idx)
+        # homes and slots lie in different regions, a tile has one slot per element, and the data
+        # race check lets one tile at most write an element: the engine need not check
+        pre.apart = post.apart = True
         del slot_addr, slot_size, slot_elem
         all_tiles = np.concatenate([b.tiles for b in draft.batches]) if draft.batches else np.zeros(0, np.int32)
         all_cycles = np.concatenate([b.cycles for b in draft.batches]) if draft.batches else np.zeros(0, np.int64)

@@ -42,11 +42,15 @@ class Moves:
     src_start: dict[int, np.ndarray] = field(default_factory=dict)
     dst_start: dict[int, np.ndarray] = field(default_factory=dict)
     length: dict[int, np.ndarray] = field(default_factory=dict)
+    #: the compiler's word that no source is also a destination and no destination repeats (an
+    #: exchange: element homes to exchange slots or back), so the engine may copy in one pass
+    #: without checking; a ``Copy`` program's moves leave it False and the engine checks them
+    apart: bool = False
 
     @classmethod
-    def from_words(cls, src: dict[int, np.ndarray], dst: dict[int, np.ndarray]) -> "Moves":
+    def from_words(cls, src: dict[int, np.ndarray], dst: dict[int, np.ndarray], apart: bool = False) -> "Moves":
         """The runs of element lists ``store[s][dst[s]] = store[s][src[s]]`` (same order)."""
-        moves = cls()
+        moves = cls(apart=apart)
         for size, words in src.items():
             if words.shape != dst[size].shape or words.ndim != 1:
                 raise GraphError(f"moves of {size}-byte items: {words.shape[0]} sources but "

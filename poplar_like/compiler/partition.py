@@ -150,7 +150,7 @@ class _Splitter:
             np.fill_diagonal(cross, 0)
             block[k] = cross * s
         for r, (src_words, dst_words) in enumerate(local):
-            parts[r].local = Moves.from_words(src_words, dst_words)
+            parts[r].local = Moves.from_words(src_words, dst_words, apart=moves.apart)
         del local
         padded = block.sum(axis=0)
         padded = (padded + 3) // 4 * 4

@@ -3,6 +3,8 @@
 * tile-local access: every word a vertex touches during compute lies in its own tile's memory;
 * exchange bounds: every move reads and writes inside the backing store, and a move's ends are
   where the plan says (pre-exchange writes land on the vertex's tile);
+* exchanges the compiler calls apart (``Moves.apart``, which lets the engine copy them in one
+  pass unchecked) are: no source is a destination, no destination is written twice;
 * no two variables at one address while both are live: always-live items never overlap anything,
   and temporaries overlap only temporaries they never share an instruction with.
 
@@ -51,10 +53,14 @@ def _check_tile_local(exe: Executable) -> None:
 
 def _check_moves(exe: Executable) -> None:
     total = exe.memory_bytes
+    owners: dict[int, np.ndarray] = {}
     for what, moves in ([(f"compute set {s.name!r} in", s.pre) for s in exe.computes]
                         + [(f"compute set {s.name!r} out", s.post) for s in exe.computes]
                         + [(f"copy {c.name!r}", c.moves) for c in exe.copies]):
         _check_bounds(what, moves, total)
+        if moves.apart:
+            _check_apart(what, moves, owners, total)
+    del owners
     for step in exe.computes:
         for size in step.pre.sizes():
             dst = step.pre.words(size)[1]
@@ -63,6 +69,27 @@ def _check_moves(exe: Executable) -> None:
             if not np.array_equal(receivers, step.pre_received) and len(step.pre.sizes()) == 1:
                 raise VerificationError(f"compute set {step.name!r}: the incoming exchange lands on other tiles "
                                         "than its plan says")
+
+
+def _check_apart(what: str, moves: Moves, owners: dict[int, np.ndarray], total: int) -> None:
+    """Moves the compiler calls apart: no source is a destination, no destination repeats.
+    ``owners`` holds, per item size, a word-indexed array of -1 reused from step to step: each
+    destination word gets the position of the move that writes it (the last one wins), so a
+    repeat shows as a position that did not stick (one pass, no sort)."""
+    for size in moves.sizes():
+        src, dst = moves.words(size)
+        owner = owners.get(size)
+        if owner is None:
+            owner = owners[size] = np.full(total // size + 1, -1, dtype=np.int64 if dst.size >= 2 ** 31 else np.int32)
+        position = np.arange(dst.size, dtype=owner.dtype)
+        owner[dst] = position
+        repeated = not np.array_equal(owner[dst], position)
+        overlap = bool((owner[src] >= 0).any())
+        owner[dst] = -1
+        if repeated:
+            raise VerificationError(f"{what} exchange: a destination is written twice")
+        if overlap:
+            raise VerificationError(f"{what} exchange: a source is also a destination")
 
 
 def _check_bounds(what: str, moves: Moves, total: int) -> None:

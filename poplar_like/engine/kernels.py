@@ -116,20 +116,42 @@ def _compiled_copy_run(numba):
 
 def _marks(src, dst, length, bits):
     """(whether a source is also a destination, whether a destination repeats) for runs of
-    words, with a bit per word of the store (all clear on entry)."""
+    words, with a bit per word of the store (all clear on entry).  A run's whole bytes (8 words)
+    are set or tested at once: most words lie in long runs."""
     repeated = False
     for r in range(dst.size):
-        first = dst[r]
-        for word in range(first, first + length[r]):
+        word, end = dst[r], dst[r] + length[r]
+        while word < end and (word & 7 or word + 8 > end):  # up to a byte boundary, or a short run
             byte, bit = word >> 3, np.uint8(1) << np.uint8(word & 7)
             if bits[byte] & bit:
                 repeated = True
             bits[byte] |= bit
+            word += 1
+        while word + 8 <= end:
+            if bits[word >> 3]:
+                repeated = True
+            bits[word >> 3] = 255
+            word += 8
+        while word < end:
+            byte, bit = word >> 3, np.uint8(1) << np.uint8(word & 7)
+            if bits[byte] & bit:
+                repeated = True
+            bits[byte] |= bit
+            word += 1
     for r in range(src.size):
-        first = src[r]
-        for word in range(first, first + length[r]):
+        word, end = src[r], src[r] + length[r]
+        while word < end and (word & 7 or word + 8 > end):
             if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
                 return True, repeated
+            word += 1
+        while word + 8 <= end:
+            if bits[word >> 3]:
+                return True, repeated
+            word += 8
+        while word < end:
+            if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
+                return True, repeated
+            word += 1
     return False, repeated
 
 

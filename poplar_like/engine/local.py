@@ -102,15 +102,15 @@ class TileMemory:
     def _plan_moves(self, moves: Moves, size: int) -> tuple:
         """(size, one pass, sources, destinations).  One pass from source to destination, run by
         run, when the compiled loops are there and no element is both read and written (or
-        written twice): ``one_pass`` then holds the runs' lengths and their element count, and the
+        written twice, as the compiler says of every exchange and as is checked, by marking
+        words, for other copies): ``one_pass`` then holds the runs' lengths and their element count, and the
         sources and destinations are the runs' first words.  Else it is None and the lists are
         ``WordList``s of every element's word."""
         count = moves.count(size)
         if compiled(count):
             src, dst, length = (np.ascontiguousarray(a) for a in
                                 (moves.src_start[size], moves.dst_start[size], moves.length[size]))
-            apart, unique = kernels.check_disjoint(src, dst, length, self.raw(size).size)
-            if apart and unique:
+            if moves.apart or all(kernels.check_disjoint(src, dst, length, self.raw(size).size)):
                 return size, (length, count), src, dst
         src, dst = moves.words(size)
         return size, None, WordList(src), WordList(dst)
