@@ -875,6 +875,23 @@ def drive(engine: pl.Engine, by_name: bool, tensors) -> list[np.ndarray]:
     return results + [drain]
 
 
+def test_an_executable_of_another_format_version_is_refused(tmp_path):
+    """Version 1 stored moves as one index pair per element; this runtime reads version 2 (runs)."""
+    import json
+
+    g, programs, *_ = save_load_graph()
+    path = str(tmp_path / "program.npz")
+    pl.compile_graph(g, programs).save(path)
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(bytes(arrays["__header__"]).decode())
+    header["version"] = 1
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(pl.GraphError, match="executable format version 1, this runtime reads version 2"):
+        pl.Executable.load(path)
+
+
 @pytest.mark.parametrize("by_name", [False, True])
 def test_executable_save_load_round_trip(tmp_path, by_name):
     g, programs, *tensors = save_load_graph()
@@ -889,6 +906,12 @@ def test_executable_save_load_round_trip(tmp_path, by_name):
     assert loaded.instruction_text() == exe.instruction_text()
     np.testing.assert_array_equal(loaded.code, exe.code)
     np.testing.assert_array_equal(loaded.element_address, exe.element_address)
+    for before, after in zip(exe.computes, loaded.computes, strict=True):  # moves: runs and their flag
+        for a, b in ((before.pre, after.pre), (before.post, after.post)):
+            assert a.apart and b.apart and a.sizes() == b.sizes()
+            for size in a.sizes():
+                for x, y in zip(a.words(size), b.words(size), strict=True):
+                    np.testing.assert_array_equal(x, y)
 
     reference = drive(pl.Engine(g, programs), False, tensors)
     original = drive(pl.Engine(exe), by_name, tensors)
