@@ -116,42 +116,29 @@ def _compiled_copy_run(numba):
 
 def _marks(src, dst, length, bits):
     """(whether a source is also a destination, whether a destination repeats) for runs of
-    words, with a bit per word of the store (all clear on entry).  A run's whole bytes (8 words)
-    are set or tested at once: most words lie in long runs."""
+    words, with a bit per word of the store (all clear on entry).  Where a run covers a whole
+    byte (8 words from a multiple of 8), the byte is set or tested at once: most words lie in
+    long runs."""
     repeated = False
     for r in range(dst.size):
         word, end = dst[r], dst[r] + length[r]
-        while word < end and (word & 7 or word + 8 > end):  # up to a byte boundary, or a short run
-            byte, bit = word >> 3, np.uint8(1) << np.uint8(word & 7)
-            if bits[byte] & bit:
-                repeated = True
-            bits[byte] |= bit
-            word += 1
-        while word + 8 <= end:
-            if bits[word >> 3]:
-                repeated = True
-            bits[word >> 3] = 255
-            word += 8
         while word < end:
-            byte, bit = word >> 3, np.uint8(1) << np.uint8(word & 7)
-            if bits[byte] & bit:
-                repeated = True
-            bits[byte] |= bit
-            word += 1
+            if word & 7 == 0 and word + 8 <= end:
+                repeated |= bits[word >> 3] != 0
+                bits[word >> 3] = 255
+                word += 8
+            else:
+                bit = np.uint8(1) << np.uint8(word & 7)
+                repeated |= bits[word >> 3] & bit != 0
+                bits[word >> 3] |= bit
+                word += 1
     for r in range(src.size):
         word, end = src[r], src[r] + length[r]
-        while word < end and (word & 7 or word + 8 > end):
-            if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
-                return True, repeated
-            word += 1
-        while word + 8 <= end:
-            if bits[word >> 3]:
-                return True, repeated
-            word += 8
         while word < end:
-            if bits[word >> 3] & (np.uint8(1) << np.uint8(word & 7)):
+            whole = word & 7 == 0 and word + 8 <= end
+            if bits[word >> 3] & (np.uint8(255) if whole else np.uint8(1) << np.uint8(word & 7)):
                 return True, repeated
-            word += 1
+            word += 8 if whole else 1
     return False, repeated
 
 

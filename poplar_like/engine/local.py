@@ -85,27 +85,24 @@ class TileMemory:
 
     def _between(self, to_view: np.ndarray, from_view: np.ndarray, moves: Moves, size: int, threads: bool) -> None:
         count = moves.count(size)
+        workers = self.workers if threads else _ONE_THREAD  # one thread: chunks in order
         if compiled(count):
             src, dst, length = moves.src_start[size], moves.dst_start[size], moves.length[size]
-            if threads:
-                self.workers.run(lambda chunk: kernels.move_runs(to_view, from_view, src, dst, length, chunk.start,
-                                                                 chunk.stop), length.size, max(1, count // length.size))
-            else:
-                kernels.move_runs(to_view, from_view, src, dst, length, 0, length.size)
+            workers.run(lambda chunk: kernels.move_runs(to_view, from_view, src, dst, length, chunk.start, chunk.stop),
+                        length.size, max(1, count // length.size))
             return
         known = self._words.get((id(moves), size))
         if known is None or known[0] is not moves:  # numpy's path: one word per element, kept
             known = self._words[(id(moves), size)] = (moves, *moves.words(size))
-        put_words(to_view, known[2], take_words(from_view, known[1], self.workers),
-                  self.workers if threads else _ONE_THREAD)
+        put_words(to_view, known[2], take_words(from_view, known[1], self.workers), workers)
 
     def _plan_moves(self, moves: Moves, size: int) -> tuple:
         """(size, one pass, sources, destinations).  One pass from source to destination, run by
         run, when the compiled loops are there and no element is both read and written (or
-        written twice, as the compiler says of every exchange and as is checked, by marking
-        words, for other copies): ``one_pass`` then holds the runs' lengths and their element count, and the
-        sources and destinations are the runs' first words.  Else it is None and the lists are
-        ``WordList``s of every element's word."""
+        written twice): the compiler says so of every exchange (``Moves.apart``), other copies
+        are checked by marking their words.  ``one_pass`` then holds the runs' lengths and their
+        element count, and the sources and destinations are the runs' first words.  Else it is
+        None and the lists are ``WordList``s of every element's word."""
         count = moves.count(size)
         if compiled(count):
             src, dst, length = (np.ascontiguousarray(a) for a in
